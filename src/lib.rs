@@ -1,0 +1,25 @@
+//! # geneva-audit
+//!
+//! Sends security audit records to the Geneva monitoring agent on the same host, over
+//! the agent's Unix domain socket or TCP, in the agent's fluent frame format.
+//!
+//! Data flows one way: caller → bounded queue → writer thread → encoder → socket.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod encode;
+mod kinds;
+mod record;
+mod validate;
+
+pub use encode::{Encoder, Heartbeat, encoded_len};
+pub use kinds::{
+    CallerIdentityType, MessageKind, OperationCategory, OperationResult, OperationType,
+};
+pub use record::{CallerIdentity, OperationCategories, Record, TargetResource, Text, Value};
+pub use validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id};
+
+#[cfg(feature = "test-agent")]
+pub mod agent;
+#[cfg(feature = "json")]
+pub mod json;

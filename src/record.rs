@@ -1,0 +1,536 @@
+//! The audit record model.
+//!
+//! A [`Record`] is built to be cheap: every text field is a [`Text`] (a
+//! `Cow<'static, str>`), so literals cost nothing and owned strings are moved rather than
+//! copied; categories are a bitset; identities, target resources and access levels are
+//! flat vectors (one allocation per collection at most) kept in the order the encoder
+//! writes them, so encoding needs no sorting and no scratch space. A record built only
+//! from static data allocates nothing, and cloning a template is one allocation per
+//! non-empty collection.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use crate::kinds::{
+    CallerIdentityType, MessageKind, OperationCategory, OperationResult, OperationType,
+};
+
+/// Text in a record: a `&'static str` without allocating, or an owned `String` without
+/// copying.
+pub type Text = Cow<'static, str>;
+
+/// A set of [`OperationCategory`] values, stored as a bitset: no heap, always sorted by
+/// numeric value and free of duplicates, as the wire wants it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct OperationCategories(u32);
+
+impl OperationCategories {
+    /// The empty set.
+    pub const fn new() -> Self {
+        OperationCategories(0)
+    }
+
+    /// Adds a category (adding it twice is harmless).
+    pub fn insert(&mut self, category: OperationCategory) {
+        self.0 |= 1 << category as u32;
+    }
+
+    /// Whether the set holds `category`.
+    pub fn contains(self, category: OperationCategory) -> bool {
+        self.0 & (1 << category as u32) != 0
+    }
+
+    /// How many categories the set holds.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The categories in numeric order.
+    pub fn iter(self) -> impl Iterator<Item = OperationCategory> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            while bits != 0 {
+                let n = bits.trailing_zeros();
+                bits &= bits - 1;
+                if let Some(c) = OperationCategory::from_repr(n as u8) {
+                    return Some(c);
+                }
+            }
+            None
+        })
+    }
+}
+
+impl FromIterator<OperationCategory> for OperationCategories {
+    fn from_iter<I: IntoIterator<Item = OperationCategory>>(iter: I) -> Self {
+        let mut set = OperationCategories::new();
+        for c in iter {
+            set.insert(c);
+        }
+        set
+    }
+}
+
+/// One caller identity: how it is expressed, the identity itself and a description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallerIdentity {
+    /// The identity's type; identities are grouped by it on the wire.
+    pub kind: CallerIdentityType,
+    /// The identity, e.g. a UPN or an object id. Must not be empty.
+    pub identity: Text,
+    /// What the identity is. Must not be empty.
+    pub description: Text,
+}
+
+/// One resource the operation targeted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetResource {
+    /// The resource's type, e.g. `SubscriptionId`; resources are grouped by it on the wire.
+    pub resource_type: Text,
+    /// The resource's name. Must not be empty.
+    pub name: Text,
+    /// Its cluster, `""` when not known.
+    pub cluster: Text,
+    /// Its data center, `""` when not known.
+    pub data_center: Text,
+    /// Its region, `""` when not known.
+    pub region: Text,
+}
+
+impl TargetResource {
+    /// A resource with only a type and a name.
+    pub fn new(resource_type: impl Into<Text>, name: impl Into<Text>) -> Self {
+        TargetResource {
+            resource_type: resource_type.into(),
+            name: name.into(),
+            cluster: Text::Borrowed(""),
+            data_center: Text::Borrowed(""),
+            region: Text::Borrowed(""),
+        }
+    }
+
+    /// Sets the cluster.
+    pub fn cluster(mut self, cluster: impl Into<Text>) -> Self {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// Sets the data center.
+    pub fn data_center(mut self, data_center: impl Into<Text>) -> Self {
+        self.data_center = data_center.into();
+        self
+    }
+
+    /// Sets the region.
+    pub fn region(mut self, region: impl Into<Text>) -> Self {
+        self.region = region.into();
+        self
+    }
+}
+
+/// A custom-data value.
+///
+/// Integers are written in the 9-byte 64-bit forms, floats as float64, bytes as msgpack
+/// `bin`, as the reference client does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// msgpack nil.
+    Nil,
+    /// A boolean.
+    Bool(bool),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer.
+    UInt(u64),
+    /// A 64-bit float.
+    Float(f64),
+    /// A string.
+    Str(Text),
+    /// Raw bytes.
+    Bytes(Cow<'static, [u8]>),
+    /// An array of values.
+    Array(Vec<Value>),
+    /// A map with string keys, written in this order. Keys must be unique.
+    Map(Vec<(Text, Value)>),
+}
+
+macro_rules! value_from {
+    ($($t:ty => $v:ident),* $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$v(v.into())
+            }
+        }
+    )*};
+}
+value_from!(
+    bool => Bool, i8 => Int, i16 => Int, i32 => Int, i64 => Int,
+    u8 => UInt, u16 => UInt, u32 => UInt, u64 => UInt,
+    f32 => Float, f64 => Float,
+    &'static str => Str, String => Str, Text => Str,
+    Vec<Value> => Array, Vec<(Text, Value)> => Map,
+);
+
+impl From<&'static [u8]> for Value {
+    fn from(v: &'static [u8]) -> Self {
+        Value::Bytes(Cow::Borrowed(v))
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(Cow::Owned(v))
+    }
+}
+
+/// One audit record: who did what to which resources, from where, with what result.
+///
+/// Build it with the chained setters; collections keep the order the wire wants
+/// (identities grouped by type in enum order, resources grouped by type in first-seen
+/// order, access levels sorted bytewise without duplicates), so that encoding is a
+/// straight walk.
+///
+/// ```
+/// use geneva_audit::{CallerIdentityType, OperationCategory, OperationResult, OperationType, Record};
+///
+/// let record = Record::data_plane()
+///     .caller_ip("203.0.113.42".parse().unwrap())
+///     .add_caller_identity(CallerIdentityType::Upn, "alice@contoso.com", "signed-in user")
+///     .add_operation_category(OperationCategory::ResourceManagement)
+///     .add_target_resource("SubscriptionId", "4bb12743-2418-427f-92ae-96a11a4044fe")
+///     .add_caller_access_level("Contributor")
+///     .operation_access_level("Contributor")
+///     .operation_name("ListStorageAccounts")
+///     .caller_agent("azure-cli/2.61.0")
+///     .operation_type(OperationType::Read)
+///     .operation_result(OperationResult::Success);
+/// assert!(record.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub(crate) kind: MessageKind,
+    pub(crate) caller_ip: Option<IpAddr>,
+    pub(crate) caller_ip_zone: Text,
+    pub(crate) caller_identities: Vec<CallerIdentity>,
+    pub(crate) categories: OperationCategories,
+    pub(crate) custom_data: Vec<(Text, Value)>,
+    pub(crate) target_resources: Vec<TargetResource>,
+    pub(crate) caller_access_levels: Vec<Text>,
+    pub(crate) operation_access_level: Text,
+    pub(crate) operation_name: Text,
+    pub(crate) operation_result_description: Text,
+    pub(crate) caller_agent: Text,
+    pub(crate) operation_category_description: Text,
+    pub(crate) operation_type: Option<OperationType>,
+    pub(crate) operation_result: Option<OperationResult>,
+}
+
+const EMPTY: Text = Text::Borrowed("");
+
+impl Record {
+    /// An empty record of the given kind. Only [`MessageKind::DataPlane`] and
+    /// [`MessageKind::ControlPlane`] records can be sent; validation refuses the others.
+    pub const fn new(kind: MessageKind) -> Self {
+        Record {
+            kind,
+            caller_ip: None,
+            caller_ip_zone: EMPTY,
+            caller_identities: Vec::new(),
+            categories: OperationCategories::new(),
+            custom_data: Vec::new(),
+            target_resources: Vec::new(),
+            caller_access_levels: Vec::new(),
+            operation_access_level: EMPTY,
+            operation_name: EMPTY,
+            operation_result_description: EMPTY,
+            caller_agent: EMPTY,
+            operation_category_description: EMPTY,
+            operation_type: None,
+            operation_result: None,
+        }
+    }
+
+    /// An empty data-plane record.
+    pub const fn data_plane() -> Self {
+        Record::new(MessageKind::DataPlane)
+    }
+
+    /// An empty control-plane record.
+    pub const fn control_plane() -> Self {
+        Record::new(MessageKind::ControlPlane)
+    }
+
+    /// Sets the caller's IP address.
+    pub fn caller_ip(mut self, ip: IpAddr) -> Self {
+        self.caller_ip = Some(ip);
+        self
+    }
+
+    /// Sets the IPv6 zone of the caller's address (`fe80::1%eth0` has zone `eth0`);
+    /// it is written after a `%`, as the reference client writes it.
+    pub fn caller_ip_zone(mut self, zone: impl Into<Text>) -> Self {
+        self.caller_ip_zone = zone.into();
+        self
+    }
+
+    /// Adds a caller identity. Identities of one type keep the order they were added in.
+    pub fn add_caller_identity(
+        mut self,
+        kind: CallerIdentityType,
+        identity: impl Into<Text>,
+        description: impl Into<Text>,
+    ) -> Self {
+        self.push_caller_identity(CallerIdentity {
+            kind,
+            identity: identity.into(),
+            description: description.into(),
+        });
+        self
+    }
+
+    /// Adds a caller identity in place; see [`Record::add_caller_identity`].
+    pub fn push_caller_identity(&mut self, identity: CallerIdentity) {
+        // Keep the vector grouped by type in enum order: insert after the last entry whose
+        // type is not greater.
+        let at = self
+            .caller_identities
+            .partition_point(|e| e.kind <= identity.kind);
+        self.caller_identities.insert(at, identity);
+    }
+
+    /// Adds an operation category (adding one twice is harmless).
+    pub fn add_operation_category(mut self, category: OperationCategory) -> Self {
+        self.categories.insert(category);
+        self
+    }
+
+    /// Replaces the set of operation categories.
+    pub fn operation_categories(mut self, categories: OperationCategories) -> Self {
+        self.categories = categories;
+        self
+    }
+
+    /// Adds a target resource with only a type and a name.
+    pub fn add_target_resource(
+        self,
+        resource_type: impl Into<Text>,
+        name: impl Into<Text>,
+    ) -> Self {
+        self.add_target(TargetResource::new(resource_type, name))
+    }
+
+    /// Adds a target resource with all its fields.
+    pub fn add_target(mut self, resource: TargetResource) -> Self {
+        self.push_target_resource(resource);
+        self
+    }
+
+    /// Adds a target resource in place; see [`Record::add_target`].
+    pub fn push_target_resource(&mut self, resource: TargetResource) {
+        // Keep resources of one type together, types in first-seen order: insert after
+        // the last resource of the same type, or at the end for a new type.
+        let at = self
+            .target_resources
+            .iter()
+            .rposition(|r| r.resource_type == resource.resource_type)
+            .map_or(self.target_resources.len(), |i| i + 1);
+        self.target_resources.insert(at, resource);
+    }
+
+    /// Adds a caller access level; the set stays sorted bytewise and free of exact
+    /// duplicates.
+    pub fn add_caller_access_level(mut self, level: impl Into<Text>) -> Self {
+        self.push_caller_access_level(level);
+        self
+    }
+
+    /// Adds a caller access level in place; see [`Record::add_caller_access_level`].
+    pub fn push_caller_access_level(&mut self, level: impl Into<Text>) {
+        let level = level.into();
+        if let Err(at) = self
+            .caller_access_levels
+            .binary_search_by(|l| l.as_bytes().cmp(level.as_bytes()))
+        {
+            self.caller_access_levels.insert(at, level);
+        }
+    }
+
+    /// Sets the access level the operation required.
+    pub fn operation_access_level(mut self, level: impl Into<Text>) -> Self {
+        self.operation_access_level = level.into();
+        self
+    }
+
+    /// Sets the operation's name.
+    pub fn operation_name(mut self, name: impl Into<Text>) -> Self {
+        self.operation_name = name.into();
+        self
+    }
+
+    /// Sets the result description (required when the result is a failure).
+    pub fn operation_result_description(mut self, description: impl Into<Text>) -> Self {
+        self.operation_result_description = description.into();
+        self
+    }
+
+    /// Sets the caller agent (e.g. the user agent of the request).
+    pub fn caller_agent(mut self, agent: impl Into<Text>) -> Self {
+        self.caller_agent = agent.into();
+        self
+    }
+
+    /// Sets the category description (required with [`OperationCategory::Other`]).
+    pub fn operation_category_description(mut self, description: impl Into<Text>) -> Self {
+        self.operation_category_description = description.into();
+        self
+    }
+
+    /// Sets the operation type.
+    pub fn operation_type(mut self, operation_type: OperationType) -> Self {
+        self.operation_type = Some(operation_type);
+        self
+    }
+
+    /// Sets the operation result.
+    pub fn operation_result(mut self, result: OperationResult) -> Self {
+        self.operation_result = Some(result);
+        self
+    }
+
+    /// Sets a custom-data entry, replacing an earlier value under the same key. Entries
+    /// are written in the order their keys were first set.
+    pub fn custom(mut self, key: impl Into<Text>, value: impl Into<Value>) -> Self {
+        self.set_custom(key, value);
+        self
+    }
+
+    /// Sets a custom-data entry in place; see [`Record::custom`].
+    pub fn set_custom(&mut self, key: impl Into<Text>, value: impl Into<Value>) {
+        let key = key.into();
+        let value = value.into();
+        match self.custom_data.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.custom_data.push((key, value)),
+        }
+    }
+
+    /// Removes every caller identity, target resource, access level and custom-data
+    /// entry, keeping the vectors' capacity for reuse.
+    pub fn clear_collections(&mut self) {
+        self.caller_identities.clear();
+        self.target_resources.clear();
+        self.caller_access_levels.clear();
+        self.custom_data.clear();
+        self.categories = OperationCategories::new();
+    }
+
+    /// The record's kind.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// The caller's IP address, if set.
+    pub fn get_caller_ip(&self) -> Option<IpAddr> {
+        self.caller_ip
+    }
+
+    /// The caller identities, grouped by type in enum order.
+    pub fn caller_identities(&self) -> &[CallerIdentity] {
+        &self.caller_identities
+    }
+
+    /// The operation categories.
+    pub fn categories(&self) -> OperationCategories {
+        self.categories
+    }
+
+    /// The target resources, grouped by type in first-seen order.
+    pub fn target_resources(&self) -> &[TargetResource] {
+        &self.target_resources
+    }
+
+    /// The caller access levels, sorted bytewise without duplicates.
+    pub fn caller_access_levels(&self) -> &[Text] {
+        &self.caller_access_levels
+    }
+
+    /// The custom-data entries in the order they are written.
+    pub fn custom_data(&self) -> &[(Text, Value)] {
+        &self.custom_data
+    }
+
+    /// The operation's name.
+    pub fn get_operation_name(&self) -> &str {
+        &self.operation_name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collections_keep_wire_order() {
+        let r = Record::data_plane()
+            .add_caller_identity(CallerIdentityType::ObjectId, "o1", "d")
+            .add_caller_identity(CallerIdentityType::Upn, "u1", "d")
+            .add_caller_identity(CallerIdentityType::ObjectId, "o2", "d")
+            .add_caller_identity(CallerIdentityType::Upn, "u2", "d")
+            .add_target_resource("B", "b1")
+            .add_target_resource("A", "a1")
+            .add_target_resource("B", "b2")
+            .add_caller_access_level("Reader")
+            .add_caller_access_level("Contributor")
+            .add_caller_access_level("Reader")
+            .add_caller_access_level("owner")
+            .add_caller_access_level("Owner");
+        let ids: Vec<&str> = r.caller_identities().iter().map(|i| &*i.identity).collect();
+        assert_eq!(ids, ["u1", "u2", "o1", "o2"]);
+        let names: Vec<&str> = r.target_resources().iter().map(|t| &*t.name).collect();
+        assert_eq!(names, ["b1", "b2", "a1"]);
+        let levels: Vec<&str> = r.caller_access_levels().iter().map(|l| &**l).collect();
+        assert_eq!(levels, ["Contributor", "Owner", "Reader", "owner"]);
+    }
+
+    #[test]
+    fn categories_are_a_sorted_set() {
+        let set: OperationCategories = [
+            OperationCategory::Euii,
+            OperationCategory::Other,
+            OperationCategory::Euii,
+            OperationCategory::KeyManagement,
+        ]
+        .into_iter()
+        .collect();
+        let v: Vec<_> = set.iter().collect();
+        assert_eq!(
+            v,
+            [
+                OperationCategory::Other,
+                OperationCategory::KeyManagement,
+                OperationCategory::Euii
+            ]
+        );
+        assert_eq!(set.len(), 3);
+    }
+
+    #[test]
+    fn custom_replaces_same_key() {
+        let r = Record::data_plane()
+            .custom("a", 1i64)
+            .custom("b", true)
+            .custom("a", "x");
+        assert_eq!(
+            r.custom_data(),
+            &[
+                (Text::from("a"), Value::from("x")),
+                (Text::from("b"), Value::Bool(true))
+            ]
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! Validation: the reference client's rules, in its order, plus the few this client adds
+//! (a custom-data depth limit, unique custom-data keys, only sendable kinds, no unknown
+//! operation type or result, a zone only on IPv6).
+//!
+//! Each rule is its own [`ValidationError`] variant that names the field and the rule.
+//! Validation reads the record and never allocates on success.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::kinds::{MessageKind, OperationCategory, OperationResult};
+use crate::record::{Record, Value};
+
+/// The default limit on how deeply custom-data arrays and maps may nest.
+pub const DEFAULT_MAX_CUSTOM_DEPTH: usize = 32;
+
+/// Why a record or service tree id was refused. Each variant is one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// `env_ikey`: the service tree id is empty.
+    MissingServiceTreeId,
+    /// Only data-plane and control-plane records can be sent by users.
+    NotSendable(MessageKind),
+    /// `OperationName` is empty.
+    MissingOperationName,
+    /// `OperationCategories` is empty.
+    MissingOperationCategory,
+    /// `OperationCategoryDescription` is empty although the categories include `OCOther`.
+    MissingOperationCategoryDescription,
+    /// `OperationResultDescription` is empty although the result is `Failure`.
+    MissingOperationResultDescription,
+    /// `OperationAccessLevel` is empty.
+    MissingOperationAccessLevel,
+    /// `CallerAgent` is empty.
+    MissingCallerAgent,
+    /// `CallerIdentities` is empty.
+    MissingCallerIdentity,
+    /// A caller identity (by position) has an empty `Identity`.
+    EmptyCallerIdentity {
+        /// Position in [`Record::caller_identities`].
+        index: usize,
+    },
+    /// A caller identity (by position) has an empty `Description`.
+    EmptyCallerIdentityDescription {
+        /// Position in [`Record::caller_identities`].
+        index: usize,
+    },
+    /// `CallerIpAddress` is not set.
+    MissingCallerIp,
+    /// `CallerIpAddress` is `0.0.0.0` or `::`.
+    UnspecifiedCallerIp,
+    /// `CallerIpAddress` is a loopback address.
+    LoopbackCallerIp,
+    /// `CallerIpAddress` is a multicast address.
+    MulticastCallerIp,
+    /// A zone was set on an IPv4 address.
+    ZoneOnIpv4,
+    /// `CallerAccessLevels` is empty.
+    MissingCallerAccessLevel,
+    /// A caller access level (by position) is empty or only white space.
+    BlankCallerAccessLevel {
+        /// Position in [`Record::caller_access_levels`].
+        index: usize,
+    },
+    /// `TargetResources` is empty.
+    MissingTargetResource,
+    /// A target resource (by position) has an empty or white-space resource type.
+    BlankTargetResourceType {
+        /// Position in [`Record::target_resources`].
+        index: usize,
+    },
+    /// A target resource (by position) has an empty `Name`.
+    EmptyTargetResourceName {
+        /// Position in [`Record::target_resources`].
+        index: usize,
+    },
+    /// `OperationType` is not set.
+    MissingOperationType,
+    /// `OperationResult` is not set.
+    MissingOperationResult,
+    /// `CustomData` nests arrays and maps deeper than the limit.
+    CustomDataTooDeep {
+        /// The limit that was passed.
+        limit: usize,
+    },
+    /// A custom-data map (the top level or a nested one) has the same key twice.
+    DuplicateCustomDataKey {
+        /// The repeated key.
+        key: String,
+    },
+    /// A collection or string is longer than msgpack can express (2^32 - 1).
+    TooLong,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ValidationError::*;
+        match self {
+            MissingServiceTreeId => f.write_str("service tree ID is required"),
+            NotSendable(kind) => write!(
+                f,
+                "only DataPlane and ControlPlane records can be sent, not {kind}"
+            ),
+            MissingOperationName => f.write_str("operation name is required"),
+            MissingOperationCategory => f.write_str("at least one operation category is required"),
+            MissingOperationCategoryDescription => {
+                f.write_str("operation category description is required for category OCOther")
+            }
+            MissingOperationResultDescription => {
+                f.write_str("operation result description is required for failed operations")
+            }
+            MissingOperationAccessLevel => f.write_str("operation access level is required"),
+            MissingCallerAgent => f.write_str("caller agent is required"),
+            MissingCallerIdentity => f.write_str("at least one caller identity is required"),
+            EmptyCallerIdentity { index } => {
+                write!(f, "caller identity #{index}: identity is required")
+            }
+            EmptyCallerIdentityDescription { index } => {
+                write!(f, "caller identity #{index}: description is required")
+            }
+            MissingCallerIp => f.write_str("caller IP address is required"),
+            UnspecifiedCallerIp => f.write_str("caller IP address cannot be unspecified"),
+            LoopbackCallerIp => f.write_str("caller IP address cannot be loopback"),
+            MulticastCallerIp => f.write_str("caller IP address cannot be multicast"),
+            ZoneOnIpv4 => f.write_str("caller IP address zone is only allowed on IPv6"),
+            MissingCallerAccessLevel => f.write_str("at least one caller access level is required"),
+            BlankCallerAccessLevel { index } => {
+                write!(f, "caller access level #{index} cannot be empty")
+            }
+            MissingTargetResource => f.write_str("at least one target resource is required"),
+            BlankTargetResourceType { index } => {
+                write!(f, "target resource #{index}: resource type cannot be empty")
+            }
+            EmptyTargetResourceName { index } => {
+                write!(f, "target resource #{index}: name is required")
+            }
+            MissingOperationType => f.write_str("operation type is required"),
+            MissingOperationResult => f.write_str("operation result is required"),
+            CustomDataTooDeep { limit } => {
+                write!(f, "custom data nests deeper than {limit} levels")
+            }
+            DuplicateCustomDataKey { key } => write!(f, "custom data key {key:?} appears twice"),
+            TooLong => f.write_str("a string or collection is longer than 2^32 - 1"),
+        }
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// Checks a service tree id: it must not be empty or white space.
+pub fn validate_service_tree_id(id: &str) -> Result<(), ValidationError> {
+    if id.trim().is_empty() {
+        return Err(ValidationError::MissingServiceTreeId);
+    }
+    Ok(())
+}
+
+impl Record {
+    /// Checks the record against every rule with the default custom-data depth limit.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.validate_with_depth(DEFAULT_MAX_CUSTOM_DEPTH)
+    }
+
+    /// Checks the record against every rule, allowing custom data to nest `max_depth`
+    /// levels (a scalar at the top of custom data is level 1).
+    pub fn validate_with_depth(&self, max_depth: usize) -> Result<(), ValidationError> {
+        use ValidationError::*;
+        if !matches!(
+            self.kind,
+            MessageKind::DataPlane | MessageKind::ControlPlane
+        ) {
+            return Err(NotSendable(self.kind));
+        }
+        if self.operation_name.is_empty() {
+            return Err(MissingOperationName);
+        }
+        if self.categories.is_empty() {
+            return Err(MissingOperationCategory);
+        }
+        if self.categories.contains(OperationCategory::Other)
+            && self.operation_category_description.is_empty()
+        {
+            return Err(MissingOperationCategoryDescription);
+        }
+        if self.operation_result == Some(OperationResult::Failure)
+            && self.operation_result_description.is_empty()
+        {
+            return Err(MissingOperationResultDescription);
+        }
+        if self.operation_access_level.is_empty() {
+            return Err(MissingOperationAccessLevel);
+        }
+        if self.caller_agent.is_empty() {
+            return Err(MissingCallerAgent);
+        }
+        if self.caller_identities.is_empty() {
+            return Err(MissingCallerIdentity);
+        }
+        for (index, id) in self.caller_identities.iter().enumerate() {
+            if id.identity.is_empty() {
+                return Err(EmptyCallerIdentity { index });
+            }
+            if id.description.is_empty() {
+                return Err(EmptyCallerIdentityDescription { index });
+            }
+        }
+        let ip = self.caller_ip.ok_or(MissingCallerIp)?;
+        if ip.is_unspecified() {
+            return Err(UnspecifiedCallerIp);
+        }
+        if ip.is_loopback() {
+            return Err(LoopbackCallerIp);
+        }
+        if ip.is_multicast() {
+            return Err(MulticastCallerIp);
+        }
+        if matches!(ip, IpAddr::V4(_)) && !self.caller_ip_zone.is_empty() {
+            return Err(ZoneOnIpv4);
+        }
+        if self.caller_access_levels.is_empty() {
+            return Err(MissingCallerAccessLevel);
+        }
+        if let Some(index) = self
+            .caller_access_levels
+            .iter()
+            .position(|l| l.trim().is_empty())
+        {
+            return Err(BlankCallerAccessLevel { index });
+        }
+        if self.target_resources.is_empty() {
+            return Err(MissingTargetResource);
+        }
+        for (index, r) in self.target_resources.iter().enumerate() {
+            if r.resource_type.trim().is_empty() {
+                return Err(BlankTargetResourceType { index });
+            }
+            if r.name.is_empty() {
+                return Err(EmptyTargetResourceName { index });
+            }
+        }
+        if self.operation_type.is_none() {
+            return Err(MissingOperationType);
+        }
+        if self.operation_result.is_none() {
+            return Err(MissingOperationResult);
+        }
+        check_map(&self.custom_data, 1, max_depth)
+    }
+}
+
+fn check_map(
+    entries: &[(crate::Text, Value)],
+    depth: usize,
+    limit: usize,
+) -> Result<(), ValidationError> {
+    if entries.len() > u32::MAX as usize {
+        return Err(ValidationError::TooLong);
+    }
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if entries[..i].iter().any(|(k, _)| k == key) {
+            return Err(ValidationError::DuplicateCustomDataKey {
+                key: key.to_string(),
+            });
+        }
+        check_value(value, depth, limit)?;
+    }
+    Ok(())
+}
+
+fn check_value(value: &Value, depth: usize, limit: usize) -> Result<(), ValidationError> {
+    if depth > limit {
+        return Err(ValidationError::CustomDataTooDeep { limit });
+    }
+    match value {
+        Value::Array(items) => {
+            if items.len() > u32::MAX as usize {
+                return Err(ValidationError::TooLong);
+            }
+            items
+                .iter()
+                .try_for_each(|v| check_value(v, depth + 1, limit))
+        }
+        Value::Map(entries) => check_map(entries, depth + 1, limit),
+        Value::Str(s) if s.len() > u32::MAX as usize => Err(ValidationError::TooLong),
+        Value::Bytes(b) if b.len() > u32::MAX as usize => Err(ValidationError::TooLong),
+        _ => Ok(()),
+    }
+}
