@@ -7,16 +7,29 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod backoff;
+mod client;
+mod config;
 mod encode;
 mod kinds;
+mod notify;
 mod record;
+mod stats;
+mod supervisor;
+mod transport;
 mod validate;
+mod writer;
 
+pub use backoff::Backoff;
+pub use client::{BuildError, Client, ClientBuilder, CloseReport, FlushError, SendError};
 pub use encode::{Encoder, Heartbeat, encoded_len};
 pub use kinds::{
     CallerIdentityType, MessageKind, OperationCategory, OperationResult, OperationType,
 };
+pub use notify::{Event, LossReason, Notification};
 pub use record::{CallerIdentity, OperationCategories, Record, TargetResource, Text, Value};
+pub use stats::Stats;
+pub use transport::{ASA_SOCKET_PATH, DEFAULT_SOCKET_PATH, MemorySink, Transport};
 pub use validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id};
 
 #[cfg(feature = "test-agent")]

@@ -1,0 +1,700 @@
+//! The client a service links and calls from any thread.
+
+// A refused record travels back to the caller by value inside the error: boxing it
+// would allocate on the path that must not.
+#![allow(clippy::result_large_err)]
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::encode::encoded_len;
+use crate::notify::{Event, LossReason, Notification, Notifier};
+use crate::record::{Record, Text};
+use crate::stats::{Counters, Stats};
+use crate::supervisor::{self, Shared};
+use crate::transport::Transport;
+use crate::validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id};
+use crate::writer::{FlushSignal, Item, Writer, unix_now};
+
+/// Why `try_send` or `send_timeout` refused a record. Every variant hands the record
+/// back: nothing is lost behind the caller's back.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // The record comes back by value: no allocation.
+pub enum SendError {
+    /// The queue is full (for `send_timeout`: stayed full for the whole timeout).
+    QueueFull(Record),
+    /// The record breaks a validation rule.
+    Invalid(ValidationError, Record),
+    /// The record's frame is larger than the maximum frame size.
+    TooLarge {
+        /// The frame's size in bytes.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+        /// The record.
+        record: Record,
+    },
+    /// The client is closed.
+    Closed(Record),
+    /// The client died (closing broken connections hung) and refuses records.
+    Dead(Record),
+}
+
+impl SendError {
+    /// The refused record.
+    pub fn record(&self) -> &Record {
+        match self {
+            SendError::QueueFull(r)
+            | SendError::Invalid(_, r)
+            | SendError::TooLarge { record: r, .. }
+            | SendError::Closed(r)
+            | SendError::Dead(r) => r,
+        }
+    }
+
+    /// Takes the refused record back.
+    pub fn into_record(self) -> Record {
+        match self {
+            SendError::QueueFull(r)
+            | SendError::Invalid(_, r)
+            | SendError::TooLarge { record: r, .. }
+            | SendError::Closed(r)
+            | SendError::Dead(r) => r,
+        }
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::QueueFull(_) => f.write_str("the queue is full"),
+            SendError::Invalid(e, _) => write!(f, "invalid record: {e}"),
+            SendError::TooLarge { size, max, .. } => {
+                write!(
+                    f,
+                    "the record's frame is {size} bytes, over the maximum of {max}"
+                )
+            }
+            SendError::Closed(_) => f.write_str("the client is closed"),
+            SendError::Dead(_) => f.write_str("the client is dead"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::Invalid(e, _) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why `flush` returned before everything was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushError {
+    /// The timeout passed; `pending` accepted records were not written yet.
+    Timeout {
+        /// Records accepted and not yet written or lost.
+        pending: u64,
+    },
+    /// The client is closed or dead.
+    Closed,
+}
+
+impl fmt::Display for FlushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlushError::Timeout { pending } => {
+                write!(f, "flush timed out with {pending} records not yet written")
+            }
+            FlushError::Closed => f.write_str("the client is closed"),
+        }
+    }
+}
+
+impl std::error::Error for FlushError {}
+
+/// Why a client could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The service tree id is empty.
+    ServiceTreeId(ValidationError),
+    /// A setting is out of range.
+    Config(&'static str),
+    /// A thread could not be started.
+    Spawn(io::Error),
+    /// The builder was asked to wait for a first connection, and none came in time.
+    Connect(io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ServiceTreeId(e) => write!(f, "{e}"),
+            BuildError::Config(what) => write!(f, "invalid setting: {what}"),
+            BuildError::Spawn(e) => write!(f, "could not start a thread: {e}"),
+            BuildError::Connect(e) => write!(f, "could not connect to the agent: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::ServiceTreeId(e) => Some(e),
+            BuildError::Spawn(e) | BuildError::Connect(e) => Some(e),
+            BuildError::Config(_) => None,
+        }
+    }
+}
+
+/// What `close` did.
+#[derive(Debug)]
+pub struct CloseReport {
+    /// Records written over the client's life.
+    pub written: u64,
+    /// Accepted records that were not written, in the order they were accepted; keep
+    /// them or send them with another client. (They are counted as lost.)
+    pub unsent: Vec<Record>,
+    /// The counters after closing.
+    pub stats: Stats,
+    /// Whether the client finished within the deadline (false when a thread had to be
+    /// left behind, still blocked in the OS).
+    pub clean: bool,
+}
+
+/// Builds a [`Client`]; see [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    config: Config,
+}
+
+impl ClientBuilder {
+    /// The transport. Default: [`Transport::default_unix`].
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.config.transport = transport;
+        self
+    }
+
+    /// The agent's Unix socket at `path`.
+    pub fn unix_socket(self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.transport(Transport::Unix(path.into()))
+    }
+
+    /// The agent's TCP port, as `host:port`.
+    pub fn tcp(self, addr: impl Into<String>) -> Self {
+        self.transport(Transport::Tcp(addr.into()))
+    }
+
+    /// How many records the queue holds. Default 2048.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.config.queue_capacity = capacity;
+        self
+    }
+
+    /// How long one connection attempt may take. Default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one write may block before the connection is dropped. Default 15 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// The reconnection backoff. Default: see [`Backoff`].
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// How often a connected client sends a heartbeat. Default 30 minutes.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self
+    }
+
+    /// The largest frame a record may take; larger records are refused. Default 1 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// How deeply custom data may nest. Default 32.
+    pub fn max_custom_depth(mut self, depth: usize) -> Self {
+        self.config.max_custom_depth = depth;
+        self
+    }
+
+    /// Whether `build` waits (up to the connect timeout) for a first connection and
+    /// fails without one, as the reference client does. Default false: records queue
+    /// while the supervisor connects.
+    pub fn wait_for_connection(mut self, wait: bool) -> Self {
+        self.config.wait_for_connection = wait;
+        self
+    }
+
+    /// How many notifications are kept for the reader. Default 256.
+    pub fn notification_capacity(mut self, capacity: usize) -> Self {
+        self.config.notification_capacity = capacity;
+        self
+    }
+
+    /// How often an idle writer looks at the queue: the longest a record waits before an
+    /// idle client writes it. Default 1 ms.
+    pub fn idle_poll(mut self, interval: Duration) -> Self {
+        self.config.idle_poll = interval;
+        self
+    }
+
+    /// How long dropping the last handle waits to write what is queued. Default 5 s.
+    pub fn drop_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drop_timeout = timeout;
+        self
+    }
+
+    /// Starts the writer and supervisor threads.
+    pub fn build(self) -> Result<Client, BuildError> {
+        let config = self.config;
+        validate_service_tree_id(&config.service_tree_id).map_err(BuildError::ServiceTreeId)?;
+        if config.queue_capacity == 0 {
+            return Err(BuildError::Config("queue capacity must be at least 1"));
+        }
+        if config.max_frame_size > u32::MAX as usize {
+            return Err(BuildError::Config("max frame size must fit in 32 bits"));
+        }
+        if config.idle_poll.is_zero() {
+            return Err(BuildError::Config("idle poll interval must be positive"));
+        }
+        let config = Arc::new(config);
+        let counters = Arc::new(Counters::default());
+        let notifier = Notifier::new(config.notification_capacity, Arc::clone(&counters));
+        let notifications = notifier.receiver();
+        let shared = Arc::new(Shared::new(Arc::clone(&counters), notifier));
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+
+        let supervisor = {
+            let (shared, config) = (Arc::clone(&shared), Arc::clone(&config));
+            thread::Builder::new()
+                .name("geneva-audit-supervisor".into())
+                .spawn(move || supervisor::run(shared, config))
+                .map_err(BuildError::Spawn)?
+        };
+        let writer = {
+            let w = Writer::new(Arc::clone(&shared), Arc::clone(&config), rx.clone());
+            thread::Builder::new()
+                .name("geneva-audit-writer".into())
+                .spawn(move || w.run())
+        };
+        let writer = match writer {
+            Ok(w) => w,
+            Err(e) => {
+                shared.stop_now();
+                let _ = supervisor.join();
+                return Err(BuildError::Spawn(e));
+            }
+        };
+        let inner = Inner {
+            writer_thread: writer.thread().clone(),
+            tx,
+            rx,
+            gate: AtomicU64::new(0),
+            wake_len: config.queue_capacity.div_ceil(2),
+            notifications,
+            threads: Mutex::new(Some((writer, supervisor))),
+            shared,
+            counters,
+            config,
+        };
+        let client = Client {
+            inner: Arc::new(inner),
+        };
+        if client.inner.config.wait_for_connection {
+            client.await_first_connection()?;
+        }
+        Ok(client)
+    }
+}
+
+/// The `closed` bit of the send gate; the bits below count senders in flight.
+const CLOSED: u64 = 1 << 63;
+
+/// The slice `send_timeout` and `flush` wait in before looking at the gate again, so a
+/// concurrent `close` never waits on them for long.
+const WAIT_SLICE: Duration = Duration::from_millis(10);
+
+/// The writer (which returns the records it could not write) and the supervisor.
+type Threads = (JoinHandle<Vec<Record>>, JoinHandle<()>);
+
+struct Inner {
+    config: Arc<Config>,
+    tx: Sender<Item>,
+    /// Kept so `close` can take back what the writer did not reach.
+    rx: Receiver<Item>,
+    /// `CLOSED` plus the number of senders between their check and their push.
+    gate: AtomicU64,
+    wake_len: usize,
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    notifications: Receiver<Notification>,
+    writer_thread: Thread,
+    threads: Mutex<Option<Threads>>,
+}
+
+/// A client of the Geneva agent: validates records on the caller's thread, queues them,
+/// and writes them from its own thread.
+///
+/// Cheap to clone and share (`Send + Sync`); all clones are one client, which stops when
+/// [`Client::close`] is called or the last clone is dropped.
+///
+/// ```
+/// use std::time::Duration;
+/// use geneva_audit::{CallerIdentityType, Client, MemorySink, OperationCategory, OperationResult, OperationType, Record, SendError, Transport};
+///
+/// let sink = MemorySink::new();
+/// let client = Client::builder("e6c9fcb1-7f08-4c1d-9e7a-123456789abc")
+///     .transport(Transport::Memory(sink.clone()))
+///     .build()?;
+/// let record = Record::data_plane()
+///     .caller_ip("203.0.113.42".parse()?)
+///     .add_caller_identity(CallerIdentityType::Upn, "alice@contoso.com", "signed-in user")
+///     .add_operation_category(OperationCategory::ResourceManagement)
+///     .add_target_resource("SubscriptionId", "4bb12743-2418-427f-92ae-96a11a4044fe")
+///     .add_caller_access_level("Contributor")
+///     .operation_access_level("Contributor")
+///     .operation_name("ListStorageAccounts")
+///     .caller_agent("azure-cli/2.61.0")
+///     .operation_type(OperationType::Read)
+///     .operation_result(OperationResult::Success);
+/// match client.try_send(record) {
+///     Ok(()) => {}
+///     Err(SendError::QueueFull(record)) => { /* keep it, retry later */ drop(record) }
+///     Err(other) => eprintln!("audit record refused: {other}"),
+/// }
+/// client.flush(Duration::from_secs(5))?;
+/// let report = client.close(Duration::from_secs(5));
+/// assert_eq!(report.written, 1);
+/// assert!(!sink.bytes().is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("transport", &self.inner.config.transport)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Client {
+    /// A builder for a client that sends as `service_tree_id`.
+    pub fn builder(service_tree_id: impl Into<Text>) -> ClientBuilder {
+        ClientBuilder {
+            config: Config {
+                service_tree_id: service_tree_id.into(),
+                transport: Transport::default_unix(),
+                queue_capacity: 2048,
+                connect_timeout: Duration::from_secs(10),
+                write_timeout: Duration::from_secs(15),
+                backoff: Backoff::default(),
+                heartbeat_interval: Duration::from_secs(30 * 60),
+                max_frame_size: 1024 * 1024,
+                max_custom_depth: DEFAULT_MAX_CUSTOM_DEPTH,
+                wait_for_connection: false,
+                notification_capacity: 256,
+                idle_poll: Duration::from_millis(1),
+                drop_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// Validates `record` and queues it, without blocking and without allocating. Every
+    /// refusal hands the record back.
+    pub fn try_send(&self, record: Record) -> Result<(), SendError> {
+        let ts = unix_now();
+        let record = self.check(record)?;
+        self.with_gate(record, |tx, record| {
+            match tx.try_send(Item::Record(ts, record)) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => {
+                    Counters::add(&self.inner.counters.refused_full, 1);
+                    Err(SendError::QueueFull(item_record(item)))
+                }
+            }
+        })
+    }
+
+    /// Like [`Client::try_send`], but waits up to `timeout` for room in the queue.
+    pub fn send_timeout(&self, record: Record, timeout: Duration) -> Result<(), SendError> {
+        let ts = unix_now();
+        let deadline = Instant::now() + timeout;
+        let mut record = self.check(record)?;
+        loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(WAIT_SLICE);
+            let result = self.with_gate(record, |tx, record| {
+                match tx.send_timeout(Item::Record(ts, record), slice) {
+                    Ok(()) => Ok(()),
+                    Err(SendTimeoutError::Timeout(item) | SendTimeoutError::Disconnected(item)) => {
+                        Err(SendError::QueueFull(item_record(item)))
+                    }
+                }
+            });
+            match result {
+                Err(SendError::QueueFull(back)) if Instant::now() < deadline => record = back,
+                Err(SendError::QueueFull(back)) => {
+                    Counters::add(&self.inner.counters.refused_full, 1);
+                    return Err(SendError::QueueFull(back));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Validation and the size check, on the caller's thread.
+    fn check(&self, record: Record) -> Result<Record, SendError> {
+        let counters = &self.inner.counters;
+        if let Err(e) = record.validate_with_depth(self.inner.config.max_custom_depth) {
+            Counters::add(&counters.refused_invalid, 1);
+            return Err(SendError::Invalid(e, record));
+        }
+        let size = encoded_len(&self.inner.config.service_tree_id, &record);
+        let max = self.inner.config.max_frame_size;
+        if size > max {
+            Counters::add(&counters.refused_too_large, 1);
+            return Err(SendError::TooLarge { size, max, record });
+        }
+        Ok(record)
+    }
+
+    /// Runs `push` while holding a place in the send gate, so `close` can wait for every
+    /// push that started before it; counts the record as accepted when `push` succeeds.
+    fn with_gate(
+        &self,
+        record: Record,
+        push: impl FnOnce(&Sender<Item>, Record) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        let inner = &*self.inner;
+        if inner.shared.dead.load(Ordering::Relaxed) {
+            Counters::add(&inner.counters.refused_closed, 1);
+            return Err(SendError::Dead(record));
+        }
+        if inner.gate.fetch_add(1, Ordering::SeqCst) & CLOSED != 0 {
+            inner.gate.fetch_sub(1, Ordering::SeqCst);
+            Counters::add(&inner.counters.refused_closed, 1);
+            return Err(SendError::Closed(record));
+        }
+        let result = push(&inner.tx, record);
+        if result.is_ok() {
+            Counters::add(&inner.counters.accepted, 1);
+        }
+        inner.gate.fetch_sub(1, Ordering::SeqCst);
+        if result.is_ok()
+            && inner.tx.len() >= inner.wake_len
+            && inner.shared.writer_parked.swap(false, Ordering::SeqCst)
+        {
+            inner.writer_thread.unpark();
+        }
+        result
+    }
+
+    /// Waits until every record accepted before this call has been written to the
+    /// socket, or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let deadline = Instant::now() + timeout;
+        let signal = Arc::new(FlushSignal::default());
+        let inner = &*self.inner;
+        let mut item = Item::Flush(Arc::clone(&signal));
+        loop {
+            if inner.gate.fetch_add(1, Ordering::SeqCst) & CLOSED != 0 {
+                inner.gate.fetch_sub(1, Ordering::SeqCst);
+                return Err(FlushError::Closed);
+            }
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(WAIT_SLICE);
+            let pushed = inner.tx.send_timeout(item, slice);
+            inner.gate.fetch_sub(1, Ordering::SeqCst);
+            match pushed {
+                Ok(()) => break,
+                Err(SendTimeoutError::Timeout(back)) if Instant::now() < deadline => item = back,
+                Err(_) => return Err(self.flush_timeout()),
+            }
+        }
+        inner.writer_thread.unpark();
+        if signal.wait_until(deadline) {
+            Ok(())
+        } else {
+            Err(self.flush_timeout())
+        }
+    }
+
+    fn flush_timeout(&self) -> FlushError {
+        FlushError::Timeout {
+            pending: self.stats().pending,
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot(self.inner.tx.len())
+    }
+
+    /// The notification channel: connect failures, write failures, reconnections, lost
+    /// records, death. Read it from any thread; unread events are discarded oldest first
+    /// and counted in [`Stats::notifications_dropped`].
+    pub fn notifications(&self) -> Receiver<Notification> {
+        self.inner.notifications.clone()
+    }
+
+    /// Stops accepting records, writes what is queued within `timeout`, closes the
+    /// connection, stops the threads, and hands back what was not written. Calling it
+    /// again returns at once with nothing more to hand back.
+    pub fn close(&self, timeout: Duration) -> CloseReport {
+        self.inner.close(timeout, LossReason::Closed)
+    }
+
+    fn await_first_connection(&self) -> Result<(), BuildError> {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + self.inner.config.connect_timeout;
+        let mut st = shared.lock();
+        loop {
+            if st.ready.is_some() || self.inner.counters.connects.load(Ordering::Relaxed) > 0 {
+                return Ok(());
+            }
+            if let Some((kind, error)) = st.last_error.take() {
+                drop(st);
+                self.inner.close(Duration::ZERO, LossReason::Abandoned);
+                return Err(BuildError::Connect(io::Error::new(kind, error)));
+            }
+            if shared.cond.wait_until(&mut st, deadline).timed_out() {
+                drop(st);
+                self.inner.close(Duration::ZERO, LossReason::Abandoned);
+                return Err(BuildError::Connect(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no connection within the connect timeout",
+                )));
+            }
+        }
+    }
+}
+
+fn item_record(item: Item) -> Record {
+    match item {
+        Item::Record(_, record) => record,
+        // Only records are pushed by the send paths.
+        Item::Flush(_) => Record::data_plane(),
+    }
+}
+
+impl Inner {
+    fn close(&self, timeout: Duration, reason: LossReason) -> CloseReport {
+        let deadline = Instant::now() + timeout;
+        // 1. Refuse new records, and wait for pushes already past the gate.
+        self.gate.fetch_or(CLOSED, Ordering::SeqCst);
+        while self.gate.load(Ordering::SeqCst) & !CLOSED != 0 {
+            thread::yield_now();
+        }
+        let Some((writer, supervisor)) = self.threads.lock().take() else {
+            return CloseReport {
+                written: self.counters.written.load(Ordering::Relaxed),
+                unsent: Vec::new(),
+                stats: self.counters.snapshot(self.tx.len()),
+                clean: true,
+            };
+        };
+        // 2. Let the writer drain the queue until the deadline.
+        {
+            let mut st = self.shared.lock();
+            st.draining = true;
+            self.shared.cond.notify_all();
+        }
+        self.writer_thread.unpark();
+        let mut writer_done = self.wait_writer(deadline);
+        // 3. Past the deadline: stop at once, unblocking a stuck write.
+        self.shared.stop_now();
+        self.writer_thread.unpark();
+        if !writer_done {
+            writer_done = self.wait_writer(Instant::now() + Duration::from_millis(250));
+        }
+        let mut unsent = Vec::new();
+        if writer_done {
+            if let Ok(records) = writer.join() {
+                unsent = records;
+            }
+        }
+        let supervisor_done = {
+            let mut st = self.shared.lock();
+            let until = Instant::now() + Duration::from_millis(250);
+            while !st.supervisor_done {
+                if self.shared.cond.wait_until(&mut st, until).timed_out() {
+                    break;
+                }
+            }
+            st.supervisor_done
+        };
+        if supervisor_done {
+            let _ = supervisor.join();
+        }
+        // 4. What the writer never took is still queued.
+        unsent.extend(self.rx.try_iter().filter_map(|item| match item {
+            Item::Record(_, record) => Some(record),
+            Item::Flush(_) => None,
+        }));
+        let lost = unsent.len() as u64;
+        if lost > 0 {
+            Counters::add(&self.counters.lost, lost);
+            self.shared.notifier.publish(Event::RecordsLost {
+                count: lost,
+                reason,
+            });
+        }
+        if !writer_done {
+            // The writer is blocked in the OS; whatever it holds cannot be handed back.
+            let stats = self.counters.snapshot(0);
+            Counters::add(&self.counters.lost, stats.pending);
+        }
+        CloseReport {
+            written: self.counters.written.load(Ordering::Relaxed),
+            unsent,
+            stats: self.counters.snapshot(self.tx.len()),
+            clean: writer_done && supervisor_done,
+        }
+    }
+
+    fn wait_writer(&self, deadline: Instant) -> bool {
+        let mut st = self.shared.lock();
+        while !st.writer_done {
+            if self.shared.cond.wait_until(&mut st, deadline).timed_out() {
+                return st.writer_done;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let report = self.close(self.config.drop_timeout, LossReason::Abandoned);
+        drop(report);
+    }
+}

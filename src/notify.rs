@@ -1,0 +1,116 @@
+//! Notifications: a bounded channel of timestamped events that the writer and the
+//! supervisor never block on. When nobody reads it the oldest events make room for new
+//! ones, and every discarded event is counted.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::stats::Counters;
+
+/// Something that happened to the client.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// When it happened.
+    pub at: SystemTime,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Why accepted records were lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// The client was closed before they were written; `close` handed them back.
+    Closed,
+    /// The client was dropped or died before they were written.
+    Abandoned,
+}
+
+/// The events the client reports.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// An attempt to connect failed; the supervisor retries after `retry_in`.
+    ConnectFailed {
+        /// The destination, e.g. `unix:/var/run/mdsd/default_fluent.socket`.
+        destination: String,
+        /// The OS error.
+        kind: io::ErrorKind,
+        /// The OS error as text.
+        error: String,
+        /// Failures in a row, this one included.
+        failures: u32,
+        /// How long until the next attempt.
+        retry_in: Duration,
+    },
+    /// A connection was made.
+    Connected {
+        /// The destination.
+        destination: String,
+        /// Whether an earlier connection existed (this is a reconnection).
+        reconnect: bool,
+    },
+    /// A write failed; the connection is dropped and the unwritten frames are kept for
+    /// the next connection.
+    WriteFailed {
+        /// The OS error.
+        kind: io::ErrorKind,
+        /// The OS error as text.
+        error: String,
+        /// Records waiting to be written again.
+        pending_records: usize,
+    },
+    /// Accepted records were not written.
+    RecordsLost {
+        /// How many.
+        count: u64,
+        /// Why.
+        reason: LossReason,
+    },
+    /// The client stopped working (closing broken connections hung); it refuses new
+    /// records.
+    ClientDead {
+        /// Why.
+        reason: String,
+    },
+}
+
+pub(crate) struct Notifier {
+    tx: Sender<Notification>,
+    rx: Receiver<Notification>,
+    counters: Arc<Counters>,
+}
+
+impl Notifier {
+    pub(crate) fn new(capacity: usize, counters: Arc<Counters>) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        Notifier { tx, rx, counters }
+    }
+
+    pub(crate) fn receiver(&self) -> Receiver<Notification> {
+        self.rx.clone()
+    }
+
+    /// Publishes an event without ever blocking: when the channel is full the oldest
+    /// event is discarded (and counted) to make room.
+    pub(crate) fn publish(&self, event: Event) {
+        let mut n = Notification {
+            at: SystemTime::now(),
+            event,
+        };
+        loop {
+            match self.tx.try_send(n) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) => {
+                    n = back;
+                    if self.rx.try_recv().is_ok() {
+                        Counters::add(&self.counters.notifications_dropped, 1);
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Transports: where frames go, and the connections the supervisor opens to them.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use socket2::{Domain, SockAddr, Socket, TcpKeepalive, Type};
+
+/// The agent's socket on hosts with the ASA layout.
+pub const ASA_SOCKET_PATH: &str = "/var/run/mdsd/asa/default_fluent.socket";
+/// The agent's usual socket.
+pub const DEFAULT_SOCKET_PATH: &str = "/var/run/mdsd/default_fluent.socket";
+
+/// Where the client sends its frames.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// The agent's Unix domain stream socket at this path.
+    Unix(PathBuf),
+    /// The agent's TCP port, as `host:port` (resolved at each connection attempt).
+    Tcp(String),
+    /// Discards every frame (the heartbeat says `NoOP`).
+    NoOp,
+    /// Keeps every byte in memory, for a service's own tests.
+    Memory(MemorySink),
+}
+
+impl Transport {
+    /// The agent's default Unix socket: [`ASA_SOCKET_PATH`] if it exists, else
+    /// [`DEFAULT_SOCKET_PATH`].
+    pub fn default_unix() -> Transport {
+        if Path::new(ASA_SOCKET_PATH).exists() {
+            Transport::Unix(ASA_SOCKET_PATH.into())
+        } else {
+            Transport::Unix(DEFAULT_SOCKET_PATH.into())
+        }
+    }
+
+    /// The heartbeat's `Destination` value.
+    pub(crate) fn destination(&self) -> &'static str {
+        match self {
+            Transport::Unix(_) => "UnixDomainSocket",
+            Transport::Tcp(_) => "TCP",
+            Transport::NoOp | Transport::Memory(_) => "NoOP",
+        }
+    }
+
+    /// Opens a connection. Sockets are close-on-exec (socket2 sets `SOCK_CLOEXEC`), have
+    /// a send timeout of `write_timeout`, and writes never raise `SIGPIPE` (socket2
+    /// sends with `MSG_NOSIGNAL`).
+    pub(crate) fn connect(
+        &self,
+        connect_timeout: Duration,
+        write_timeout: Duration,
+    ) -> io::Result<Connection> {
+        match self {
+            Transport::Unix(path) => {
+                let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+                socket.connect_timeout(&SockAddr::unix(path)?, connect_timeout)?;
+                socket.set_write_timeout(Some(write_timeout))?;
+                Ok(Connection::Socket(socket))
+            }
+            Transport::Tcp(addr) => {
+                let mut last =
+                    io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
+                for sa in addr.to_socket_addrs()? {
+                    match connect_tcp(sa, connect_timeout, write_timeout) {
+                        Ok(socket) => return Ok(Connection::Socket(socket)),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+            Transport::NoOp => Ok(Connection::NoOp),
+            Transport::Memory(sink) => Ok(Connection::Memory(sink.clone())),
+        }
+    }
+}
+
+fn connect_tcp(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    write_timeout: Duration,
+) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.connect_timeout(&addr.into(), connect_timeout)?;
+    socket.set_write_timeout(Some(write_timeout))?;
+    socket.set_tcp_nodelay(true)?;
+    socket.set_tcp_keepalive(
+        &TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10)),
+    )?;
+    Ok(socket)
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Unix(path) => write!(f, "unix:{}", path.display()),
+            Transport::Tcp(addr) => write!(f, "tcp:{addr}"),
+            Transport::NoOp => f.write_str("noop"),
+            Transport::Memory(_) => f.write_str("memory"),
+        }
+    }
+}
+
+/// An open connection to the agent.
+pub(crate) enum Connection {
+    Socket(Socket),
+    NoOp,
+    Memory(MemorySink),
+}
+
+impl Connection {
+    /// Writes some of `buf`, returning how many bytes the kernel took.
+    pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Connection::Socket(s) => s.send(buf),
+            Connection::NoOp => Ok(buf.len()),
+            Connection::Memory(sink) => {
+                sink.append(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    /// A second handle on the same socket, so another thread can shut it down and
+    /// unblock a write stuck on it.
+    pub(crate) fn shutdown_handle(&self) -> Option<Socket> {
+        match self {
+            Connection::Socket(s) => s.try_clone().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// The bytes written to a [`Transport::Memory`]: a service's tests read what its client
+/// sent here.
+///
+/// ```
+/// use geneva_audit::MemorySink;
+///
+/// let sink = MemorySink::new();
+/// assert!(sink.bytes().is_empty());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink {
+    inner: Arc<(Mutex<Vec<u8>>, Condvar)>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        self.inner.0.lock().extend_from_slice(bytes);
+        self.inner.1.notify_all();
+    }
+
+    /// A copy of every byte written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.inner.0.lock().clone()
+    }
+
+    /// Takes every byte written so far, leaving the sink empty.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.inner.0.lock())
+    }
+
+    /// Waits until at least `len` bytes have been written or `timeout` passes; returns
+    /// whether they were.
+    pub fn wait_for_len(&self, len: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut bytes = self.inner.0.lock();
+        while bytes.len() < len {
+            if self.inner.1.wait_until(&mut bytes, deadline).timed_out() {
+                return bytes.len() >= len;
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,408 @@
+//! The writer thread: takes records off the queue, encodes them back to back into one
+//! reused buffer, and writes that buffer to the socket.
+//!
+//! An idle writer writes each record at once; a busy one drains whatever is queued into
+//! the buffer (up to [`BATCH_BYTES`]) and makes one syscall for all of it. Producers never
+//! wake it per record: an idle writer polls the queue every `idle_poll` and is woken only
+//! when the queue passes half full, or by `flush` and `close`.
+//!
+//! When a write fails, the frames not yet completely written stay in the buffer, in
+//! order; the writer hands the broken connection to the supervisor's closer, waits for a
+//! new connection, and writes them first. Nothing is re-queued, reordered or dropped.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use parking_lot::{Condvar, Mutex};
+use rmp::encode::ByteBuf;
+
+use crate::config::Config;
+use crate::encode::{Heartbeat, append_heartbeat, append_record};
+use crate::notify::Event;
+use crate::record::Record;
+use crate::stats::Counters;
+use crate::supervisor::Shared;
+use crate::transport::Connection;
+
+/// The buffer size past which the writer stops taking records and writes.
+pub(crate) const BATCH_BYTES: usize = 64 * 1024;
+
+/// How many times an idle writer yields before it parks: records that arrive in a burst
+/// are picked up without the producers paying for a wake-up.
+const IDLE_YIELDS: u32 = 64;
+
+/// What travels on the queue. (Records travel unboxed: the queue's slots are allocated
+/// once, and a box per record would be an allocation per record.)
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Item {
+    /// A validated record and its timestamp (Unix seconds).
+    Record(i64, Record),
+    /// Signalled once everything queued before it has been written.
+    Flush(Arc<FlushSignal>),
+}
+
+/// A one-shot signal for `flush`.
+#[derive(Default)]
+pub(crate) struct FlushSignal {
+    done: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl FlushSignal {
+    fn set(&self) {
+        *self.done.lock() = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits until set or `deadline`; returns whether it was set.
+    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
+        let mut done = self.done.lock();
+        while !*done {
+            if self.cond.wait_until(&mut done, deadline).timed_out() {
+                return *done;
+            }
+        }
+        true
+    }
+}
+
+/// A record frame in the buffer, kept until it has been completely written.
+struct Frame {
+    start: usize,
+    end: usize,
+    record: Record,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    rx: Receiver<Item>,
+    buf: ByteBuf,
+    /// Bytes of `buf` already handed to the socket.
+    sent: usize,
+    /// The record frames in `buf` not yet completely written, in order.
+    frames: VecDeque<Frame>,
+    /// Flush signals and the buffer offset they wait for.
+    flushes: Vec<(usize, Arc<FlushSignal>)>,
+    conn: Option<Connection>,
+    /// Whether a record has been written on this connection (the first one is followed
+    /// by a heartbeat).
+    conn_has_record: bool,
+    heartbeat: Heartbeat,
+    /// A heartbeat frame waiting to be written between two record frames.
+    hb_buf: ByteBuf,
+    hb_sent: usize,
+    next_heartbeat: Option<Instant>,
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>, config: Arc<Config>, rx: Receiver<Item>) -> Self {
+        let heartbeat = Heartbeat::current(
+            config.service_tree_id.clone(),
+            config.transport.destination(),
+        );
+        Writer {
+            shared,
+            rx,
+            buf: ByteBuf::with_capacity(BATCH_BYTES * 2),
+            sent: 0,
+            frames: VecDeque::with_capacity(1024),
+            flushes: Vec::new(),
+            conn: None,
+            conn_has_record: false,
+            heartbeat,
+            hb_buf: ByteBuf::with_capacity(256),
+            hb_sent: 0,
+            next_heartbeat: None,
+            config,
+        }
+    }
+
+    /// Runs until the client stops; returns the accepted records it could not write.
+    pub(crate) fn run(mut self) -> Vec<Record> {
+        loop {
+            let (draining, stop) = {
+                let st = self.shared.lock();
+                (st.draining, st.stop)
+            };
+            if stop {
+                break;
+            }
+            self.fill();
+            self.take_ready_connection();
+            self.schedule_heartbeat();
+            if !self.has_output() {
+                self.finish_flushes();
+                if draining {
+                    if self.rx.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                self.idle();
+                continue;
+            }
+            if self.conn.is_none() && !self.await_connection() {
+                break;
+            }
+            self.write_some();
+        }
+        self.finish()
+    }
+
+    /// Moves queued records into the buffer until it passes [`BATCH_BYTES`] or the
+    /// queue is empty.
+    fn fill(&mut self) {
+        while self.buf.as_slice().len() < BATCH_BYTES {
+            match self.rx.try_recv() {
+                Ok(Item::Record(ts, record)) => {
+                    let start = self.buf.as_slice().len();
+                    append_record(&mut self.buf, &self.config.service_tree_id, ts, &record);
+                    let end = self.buf.as_slice().len();
+                    self.frames.push_back(Frame { start, end, record });
+                }
+                Ok(Item::Flush(signal)) => {
+                    let at = self.buf.as_slice().len();
+                    self.flushes.push((at, signal));
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn has_output(&self) -> bool {
+        self.sent < self.buf.as_slice().len() || self.hb_sent < self.hb_buf.as_slice().len()
+    }
+
+    /// Takes a connection the supervisor made in the background, if there is one.
+    fn take_ready_connection(&mut self) {
+        if self.conn.is_none() {
+            let mut st = self.shared.lock();
+            if let Some(conn) = st.ready.take() {
+                st.want = false;
+                st.active = conn.shutdown_handle();
+                drop(st);
+                self.set_connection(conn);
+            }
+        }
+    }
+
+    fn set_connection(&mut self, conn: Connection) {
+        self.conn = Some(conn);
+        self.conn_has_record = false;
+        self.next_heartbeat = None;
+    }
+
+    /// Waits for the supervisor's next connection; false when the client stops first.
+    fn await_connection(&mut self) -> bool {
+        let mut st = self.shared.lock();
+        st.want = true;
+        self.shared.cond.notify_all();
+        loop {
+            if st.stop {
+                return false;
+            }
+            if let Some(conn) = st.ready.take() {
+                st.want = false;
+                st.active = conn.shutdown_handle();
+                drop(st);
+                self.set_connection(conn);
+                return true;
+            }
+            self.shared.cond.wait(&mut st);
+        }
+    }
+
+    /// Queues the periodic heartbeat when it is due and the connection is up.
+    fn schedule_heartbeat(&mut self) {
+        if let (Some(due), Some(_)) = (self.next_heartbeat, &self.conn) {
+            if Instant::now() >= due && self.hb_buf.as_slice().is_empty() {
+                self.queue_heartbeat();
+            }
+        }
+    }
+
+    fn queue_heartbeat(&mut self) {
+        self.hb_buf.as_mut_vec().clear();
+        self.hb_sent = 0;
+        append_heartbeat(&mut self.hb_buf, unix_now(), &self.heartbeat);
+        self.next_heartbeat = Some(Instant::now() + self.config.heartbeat_interval);
+    }
+
+    /// Whether the socket stands between two record frames, where a heartbeat may go.
+    fn at_frame_boundary(&self) -> bool {
+        self.frames.front().is_none_or(|f| f.start == self.sent)
+    }
+
+    fn write_some(&mut self) {
+        let hb_pending = self.hb_sent < self.hb_buf.as_slice().len();
+        let write_heartbeat = hb_pending && (self.hb_sent > 0 || self.at_frame_boundary());
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let result = if write_heartbeat {
+            conn.write(&self.hb_buf.as_slice()[self.hb_sent..])
+                .map(|n| (n, true))
+        } else {
+            // Until a record has gone through on this connection, write only the first
+            // frame, so the heartbeat that follows it is the connection's second frame.
+            let end = match self.frames.front() {
+                Some(f) if !self.conn_has_record => f.end,
+                _ => self.buf.as_slice().len(),
+            };
+            conn.write(&self.buf.as_slice()[self.sent..end])
+                .map(|n| (n, false))
+        };
+        match result {
+            Ok((0, _)) => self.fail(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the socket accepted no bytes",
+            )),
+            Ok((n, heartbeat)) => {
+                Counters::add(&self.shared.counters.bytes_written, n as u64);
+                if heartbeat {
+                    self.hb_sent += n;
+                    if self.hb_sent == self.hb_buf.as_slice().len() {
+                        Counters::add(&self.shared.counters.heartbeats_sent, 1);
+                        self.hb_buf.as_mut_vec().clear();
+                        self.hb_sent = 0;
+                    }
+                } else {
+                    self.sent += n;
+                    self.complete_frames();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Retires the frames the socket now has completely.
+    fn complete_frames(&mut self) {
+        let mut done = 0u64;
+        while self.frames.front().is_some_and(|f| f.end <= self.sent) {
+            self.frames.pop_front();
+            done += 1;
+        }
+        if done > 0 {
+            Counters::add(&self.shared.counters.written, done);
+            if !self.conn_has_record {
+                self.conn_has_record = true;
+                self.queue_heartbeat();
+            }
+        }
+        if self.sent == self.buf.as_slice().len() {
+            self.buf.as_mut_vec().clear();
+            self.sent = 0;
+            self.finish_flushes();
+        } else {
+            let sent = self.sent;
+            self.flushes.retain(|(at, signal)| {
+                let reached = *at <= sent;
+                if reached {
+                    signal.set();
+                }
+                !reached
+            });
+        }
+    }
+
+    /// Signals every flush whose records are all written.
+    fn finish_flushes(&mut self) {
+        if !self.has_record_output() {
+            for (_, signal) in self.flushes.drain(..) {
+                signal.set();
+            }
+        }
+    }
+
+    fn has_record_output(&self) -> bool {
+        self.sent < self.buf.as_slice().len()
+    }
+
+    /// A write failed: keep the unwritten frames for the next connection, starting at
+    /// the first frame not completely written, and let the supervisor reconnect.
+    fn fail(&mut self, e: io::Error) {
+        let (kind, error) = if e.kind() == io::ErrorKind::WouldBlock {
+            (
+                io::ErrorKind::TimedOut,
+                format!("write timed out after {:?}", self.config.write_timeout),
+            )
+        } else {
+            (e.kind(), e.to_string())
+        };
+        Counters::add(&self.shared.counters.write_errors, 1);
+        if let Some(front) = self.frames.front() {
+            if self.sent > front.start {
+                Counters::add(&self.shared.counters.retried, 1);
+            }
+            self.sent = front.start;
+        }
+        if self.hb_sent > 0 {
+            // A heartbeat cut in half is not resent; the next connection gets its own.
+            self.hb_buf.as_mut_vec().clear();
+            self.hb_sent = 0;
+        }
+        self.shared.notifier.publish(Event::WriteFailed {
+            kind,
+            error,
+            pending_records: self.frames.len(),
+        });
+        if let Some(conn) = self.conn.take() {
+            self.shared.retire(conn);
+        }
+        let mut st = self.shared.lock();
+        st.want = true;
+        self.shared.cond.notify_all();
+    }
+
+    /// Nothing to write: wait a little for more, without asking producers to wake us.
+    fn idle(&mut self) {
+        for _ in 0..IDLE_YIELDS {
+            if !self.rx.is_empty() {
+                return;
+            }
+            thread::yield_now();
+        }
+        let mut timeout = self.config.idle_poll;
+        if let (Some(due), Some(_)) = (self.next_heartbeat, &self.conn) {
+            timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+        }
+        self.shared
+            .writer_parked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.rx.is_empty() {
+            thread::park_timeout(timeout);
+        }
+        self.shared
+            .writer_parked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Leaves the loop: gives the connection back and returns the unwritten records.
+    fn finish(mut self) -> Vec<Record> {
+        if !self.hb_buf.as_slice().is_empty() {
+            Counters::add(&self.shared.counters.heartbeats_dropped, 1);
+        }
+        {
+            let mut st = self.shared.lock();
+            st.active = None;
+            st.writer_done = true;
+            self.shared.cond.notify_all();
+        }
+        drop(self.conn.take());
+        self.frames.drain(..).map(|f| f.record).collect()
+    }
+}
+
+/// Seconds since the Unix epoch (negative before it, which no clock here reports).
+pub(crate) fn unix_now() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
