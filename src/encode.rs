@@ -402,7 +402,7 @@ fn write_body<O: Out>(out: &mut O, service_tree_id: &str, r: &Record) {
 
     out.raw(&CALLER_ACCESS_LEVELS);
     out.array_len(r.caller_access_levels.len());
-    for l in &r.caller_access_levels {
+    for l in r.caller_access_levels.iter() {
         out.str(l);
     }
 

@@ -3,10 +3,11 @@
 //! A [`Record`] is built to be cheap: every text field is a [`Text`] (a
 //! `Cow<'static, str>`), so literals cost nothing and owned strings are moved rather than
 //! copied; categories are a bitset; identities, target resources and access levels are
-//! flat vectors (one allocation per collection at most) kept in the order the encoder
-//! writes them, so encoding needs no sorting and no scratch space. A record built only
-//! from static data allocates nothing, and cloning a template is one allocation per
-//! non-empty collection.
+//! flat collections (`Cow<'static, [T]>`: a static slice, or one vector per collection)
+//! kept in the order the encoder writes them, so encoding needs no sorting and no
+//! scratch space. A record built only from static data (static slices for its
+//! collections) allocates nothing, and neither does cloning it; one built entry by entry
+//! costs one allocation per non-empty collection, plus growth.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -102,7 +103,33 @@ pub struct TargetResource {
     pub region: Text,
 }
 
+impl CallerIdentity {
+    /// An identity from static text, usable in a `static` template.
+    pub const fn from_static(
+        kind: CallerIdentityType,
+        identity: &'static str,
+        description: &'static str,
+    ) -> Self {
+        CallerIdentity {
+            kind,
+            identity: Cow::Borrowed(identity),
+            description: Cow::Borrowed(description),
+        }
+    }
+}
+
 impl TargetResource {
+    /// A resource from static text, usable in a `static` template.
+    pub const fn from_static(resource_type: &'static str, name: &'static str) -> Self {
+        TargetResource {
+            resource_type: Cow::Borrowed(resource_type),
+            name: Cow::Borrowed(name),
+            cluster: Cow::Borrowed(""),
+            data_center: Cow::Borrowed(""),
+            region: Cow::Borrowed(""),
+        }
+    }
+
     /// A resource with only a type and a name.
     pub fn new(resource_type: impl Into<Text>, name: impl Into<Text>) -> Self {
         TargetResource {
@@ -216,11 +243,11 @@ pub struct Record {
     pub(crate) kind: MessageKind,
     pub(crate) caller_ip: Option<IpAddr>,
     pub(crate) caller_ip_zone: Text,
-    pub(crate) caller_identities: Vec<CallerIdentity>,
+    pub(crate) caller_identities: Cow<'static, [CallerIdentity]>,
     pub(crate) categories: OperationCategories,
-    pub(crate) custom_data: Vec<(Text, Value)>,
-    pub(crate) target_resources: Vec<TargetResource>,
-    pub(crate) caller_access_levels: Vec<Text>,
+    pub(crate) custom_data: Cow<'static, [(Text, Value)]>,
+    pub(crate) target_resources: Cow<'static, [TargetResource]>,
+    pub(crate) caller_access_levels: Cow<'static, [Text]>,
     pub(crate) operation_access_level: Text,
     pub(crate) operation_name: Text,
     pub(crate) operation_result_description: Text,
@@ -240,11 +267,11 @@ impl Record {
             kind,
             caller_ip: None,
             caller_ip_zone: EMPTY,
-            caller_identities: Vec::new(),
+            caller_identities: Cow::Borrowed(&[]),
             categories: OperationCategories::new(),
-            custom_data: Vec::new(),
-            target_resources: Vec::new(),
-            caller_access_levels: Vec::new(),
+            custom_data: Cow::Borrowed(&[]),
+            target_resources: Cow::Borrowed(&[]),
+            caller_access_levels: Cow::Borrowed(&[]),
             operation_access_level: EMPTY,
             operation_name: EMPTY,
             operation_result_description: EMPTY,
@@ -300,7 +327,7 @@ impl Record {
         let at = self
             .caller_identities
             .partition_point(|e| e.kind <= identity.kind);
-        self.caller_identities.insert(at, identity);
+        self.caller_identities.to_mut().insert(at, identity);
     }
 
     /// Adds an operation category (adding one twice is harmless).
@@ -339,7 +366,7 @@ impl Record {
             .iter()
             .rposition(|r| r.resource_type == resource.resource_type)
             .map_or(self.target_resources.len(), |i| i + 1);
-        self.target_resources.insert(at, resource);
+        self.target_resources.to_mut().insert(at, resource);
     }
 
     /// Adds a caller access level; the set stays sorted bytewise and free of exact
@@ -356,7 +383,7 @@ impl Record {
             .caller_access_levels
             .binary_search_by(|l| l.as_bytes().cmp(level.as_bytes()))
         {
-            self.caller_access_levels.insert(at, level);
+            self.caller_access_levels.to_mut().insert(at, level);
         }
     }
 
@@ -413,20 +440,85 @@ impl Record {
     pub fn set_custom(&mut self, key: impl Into<Text>, value: impl Into<Value>) {
         let key = key.into();
         let value = value.into();
-        match self.custom_data.iter_mut().find(|(k, _)| *k == key) {
+        let data = self.custom_data.to_mut();
+        match data.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
-            None => self.custom_data.push((key, value)),
+            None => data.push((key, value)),
         }
     }
 
     /// Removes every caller identity, target resource, access level and custom-data
     /// entry, keeping the vectors' capacity for reuse.
     pub fn clear_collections(&mut self) {
-        self.caller_identities.clear();
-        self.target_resources.clear();
-        self.caller_access_levels.clear();
-        self.custom_data.clear();
+        clear(&mut self.caller_identities);
+        clear(&mut self.target_resources);
+        clear(&mut self.caller_access_levels);
+        clear(&mut self.custom_data);
         self.categories = OperationCategories::new();
+    }
+
+    /// Replaces the caller identities. A `&'static` slice costs no allocation (and
+    /// neither does cloning the record) when it is already grouped by type in enum order;
+    /// otherwise it is copied once and put in that order.
+    pub fn caller_identities_from(
+        mut self,
+        ids: impl Into<Cow<'static, [CallerIdentity]>>,
+    ) -> Self {
+        self.caller_identities = ids.into();
+        if !self.caller_identities.is_sorted_by_key(|i| i.kind) {
+            self.caller_identities.to_mut().sort_by_key(|i| i.kind);
+        }
+        self
+    }
+
+    /// Replaces the target resources. A `&'static` slice costs no allocation when
+    /// resources of one type are already together; otherwise it is copied once and
+    /// grouped by type in first-seen order.
+    pub fn target_resources_from(
+        mut self,
+        resources: impl Into<Cow<'static, [TargetResource]>>,
+    ) -> Self {
+        let resources = resources.into();
+        let grouped = resources.iter().enumerate().all(|(i, r)| {
+            i == 0
+                || resources[i - 1].resource_type == r.resource_type
+                || !resources[..i]
+                    .iter()
+                    .any(|p| p.resource_type == r.resource_type)
+        });
+        if grouped {
+            self.target_resources = resources;
+        } else {
+            self.target_resources = Cow::Borrowed(&[]);
+            for r in resources.iter() {
+                self.push_target_resource(r.clone());
+            }
+        }
+        self
+    }
+
+    /// Replaces the caller access levels. A `&'static` slice costs no allocation when it
+    /// is already sorted bytewise without duplicates; otherwise it is copied once, sorted
+    /// and deduplicated.
+    pub fn caller_access_levels_from(mut self, levels: impl Into<Cow<'static, [Text]>>) -> Self {
+        self.caller_access_levels = levels.into();
+        let sorted = self
+            .caller_access_levels
+            .windows(2)
+            .all(|w| w[0].as_bytes() < w[1].as_bytes());
+        if !sorted {
+            let levels = self.caller_access_levels.to_mut();
+            levels.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            levels.dedup();
+        }
+        self
+    }
+
+    /// Replaces the custom data; a `&'static` slice costs no allocation. Keys must be
+    /// unique (validation checks).
+    pub fn custom_data_from(mut self, data: impl Into<Cow<'static, [(Text, Value)]>>) -> Self {
+        self.custom_data = data.into();
+        self
     }
 
     /// The record's kind.
@@ -467,6 +559,14 @@ impl Record {
     /// The operation's name.
     pub fn get_operation_name(&self) -> &str {
         &self.operation_name
+    }
+}
+
+/// Empties a collection, keeping an owned vector's capacity.
+fn clear<T: Clone>(c: &mut Cow<'static, [T]>) {
+    match c {
+        Cow::Owned(v) => v.clear(),
+        Cow::Borrowed(_) => *c = Cow::Borrowed(&[]),
     }
 }
 
