@@ -36,3 +36,8 @@ pub use validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_t
 pub mod agent;
 #[cfg(feature = "json")]
 pub mod json;
+
+/// README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,457 @@
+//! The client against the test agent: real sockets, real threads, frames decoded by
+//! rmpv on the agent's side.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use geneva_audit::agent::TestAgent;
+use geneva_audit::{
+    BuildError, Client, Event, FlushError, MemorySink, SendError, Transport, ValidationError,
+};
+
+fn check_heartbeat(frame: &geneva_audit::agent::ReceivedFrame, destination: &str) {
+    assert_eq!(frame.tag, "AsmAuditHB");
+    assert_eq!(frame.body_str("AsmAuditServiceId"), Some(STI));
+    assert_eq!(frame.body_str("Destination"), Some(destination));
+    assert!(frame.body_str("Language").unwrap().starts_with("rust"));
+    assert!(frame.body_str("AuditVersion").unwrap().starts_with('v'));
+    assert_eq!(
+        frame.body_keys(),
+        [
+            "AsmAuditServiceId",
+            "AuditVersion",
+            "OsVersion",
+            "Language",
+            "Destination"
+        ]
+    );
+}
+
+fn happy_path(agent: &TestAgent, client: &Client, destination: &str) {
+    send_range(client, 0, 20);
+    client.flush(PATIENCE).unwrap();
+    let frames = agent.wait_for_frames(21, PATIENCE).unwrap();
+    // The heartbeat follows the first record on the connection.
+    assert_eq!(seq(&frames[0]), Some(0));
+    check_heartbeat(&frames[1], destination);
+    assert_eq!(seqs(&frames), (0..20).collect::<Vec<_>>());
+    for f in &frames {
+        assert_eq!(f.option_str("TimeFormat"), Some("DateTime"));
+        assert!(f.connection == 0);
+    }
+    let f = &frames[2];
+    assert_eq!(f.tag, "AsmAuditCP");
+    assert_eq!(f.body_str("env_ikey"), Some(STI));
+    assert_eq!(f.body_str("OperationName"), Some("Operation1"));
+    assert_eq!(f.body_str("CallerIpAddress"), Some("203.0.113.42"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - f.ts).abs() < 300, "timestamp {} is not now", f.ts);
+    assert!(agent.errors().is_empty());
+    let stats = client.stats();
+    assert_eq!((stats.accepted, stats.written, stats.lost), (20, 20, 0));
+    assert_eq!(stats.heartbeats_sent, 1);
+}
+
+#[test]
+fn happy_path_over_unix_socket() {
+    let dir = TempDir::new("happy-unix");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    happy_path(&agent, &client, "UnixDomainSocket");
+    let report = client.close(PATIENCE);
+    assert!(report.clean && report.unsent.is_empty());
+    assert_eq!(report.written, 20);
+}
+
+#[test]
+fn happy_path_over_tcp() {
+    let agent = TestAgent::tcp("127.0.0.1:0").unwrap();
+    let addr = agent.local_addr().unwrap();
+    let client = builder().tcp(addr.to_string()).build().unwrap();
+    happy_path(&agent, &client, "TCP");
+    assert!(client.close(PATIENCE).clean);
+}
+
+#[test]
+fn heartbeats_repeat_while_connected() {
+    let dir = TempDir::new("heartbeat");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .heartbeat_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    client.try_send(record(0)).unwrap();
+    agent
+        .wait_for("four heartbeats", PATIENCE, |s| s.frames >= 5)
+        .unwrap();
+    let frames = agent.frames();
+    assert_eq!(seq(&frames[0]), Some(0));
+    assert!(frames[1..].iter().all(|f| f.tag == "AsmAuditHB"));
+    client.close(PATIENCE);
+}
+
+#[test]
+fn no_heartbeat_before_the_first_record() {
+    let dir = TempDir::new("no-heartbeat");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .heartbeat_interval(Duration::from_millis(1))
+        .wait_for_connection(true)
+        .build()
+        .unwrap();
+    agent.wait_for_connections(1, PATIENCE).unwrap();
+    client.flush(PATIENCE).unwrap();
+    assert!(agent.frames().is_empty());
+    client.close(PATIENCE);
+}
+
+#[test]
+fn a_full_queue_refuses_at_once_and_hands_the_record_back() {
+    let dir = TempDir::new("full");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    // The socket buffers absorb some frames; then the writer blocks and the queue fills.
+    let mut accepted = 0u64;
+    loop {
+        let r = record(accepted);
+        match client.try_send(r.clone()) {
+            Ok(()) => accepted += 1,
+            result => {
+                expect_full(result, &r);
+                break;
+            }
+        }
+        assert!(accepted < 1_000_000, "the queue never filled");
+    }
+    let stats = client.stats();
+    assert_eq!(stats.refused_full, 1);
+    assert_eq!(stats.queue_len, 16);
+    // Once the agent reads again, everything accepted arrives, in order.
+    agent.resume_reading();
+    client.flush(PATIENCE).unwrap();
+    let frames = agent
+        .wait_for_frames(accepted as usize + 1, PATIENCE)
+        .unwrap();
+    assert_eq!(seqs(&frames), (0..accepted).collect::<Vec<_>>());
+    client.close(PATIENCE);
+}
+
+#[test]
+fn records_queue_while_the_agent_is_absent_and_arrive_in_order() {
+    let dir = TempDir::new("absent");
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let notifications = client.notifications();
+    send_range(&client, 0, 100);
+    // The supervisor reports the failures, naming the path and the OS error.
+    let n = notifications.recv_timeout(PATIENCE).unwrap();
+    match n.event {
+        Event::ConnectFailed {
+            destination, kind, ..
+        } => {
+            assert!(destination.contains(dir.socket().to_str().unwrap()));
+            assert_eq!(kind, std::io::ErrorKind::NotFound);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        client.flush(Duration::from_millis(50)),
+        Err(FlushError::Timeout { pending: 100 })
+    ));
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    client.flush(PATIENCE).unwrap();
+    let frames = agent.wait_for_frames(101, PATIENCE).unwrap();
+    assert_eq!(seqs(&frames), (0..100).collect::<Vec<_>>());
+    let stats = client.stats();
+    assert!(stats.connect_failures >= 1);
+    assert_eq!(stats.connects, 1);
+    client.close(PATIENCE);
+}
+
+#[test]
+fn building_can_wait_for_the_agent() {
+    let dir = TempDir::new("wait");
+    let err = builder()
+        .unix_socket(dir.socket())
+        .wait_for_connection(true)
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::Connect(_)), "{err}");
+    let _agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .wait_for_connection(true)
+        .build()
+        .unwrap();
+    assert_eq!(client.stats().connects, 1);
+}
+
+#[test]
+fn agent_restarted_between_bursts_loses_nothing_of_the_next_burst() {
+    let dir = TempDir::new("restart");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    for round in 0..3u64 {
+        let from = round * 100;
+        send_range(&client, from, 100);
+        client.flush(PATIENCE).unwrap();
+        agent
+            .wait_for("the burst", PATIENCE, |s| s.frames >= 101)
+            .unwrap();
+        let frames = agent.take_frames();
+        assert_eq!(seqs(&frames), (from..from + 100).collect::<Vec<_>>());
+        assert!(frames.iter().all(|f| f.connection == round));
+        // Kill the agent (the socket file goes away) and bring it back.
+        agent.kill();
+        agent.restart().unwrap();
+    }
+    let stats = client.stats();
+    // The first write after each restart failed and was made again on a new connection.
+    assert_eq!(stats.write_errors, 2);
+    assert_eq!(stats.connects, 3);
+    assert_eq!(stats.written, 300);
+    client.close(PATIENCE);
+}
+
+#[test]
+fn agent_killed_mid_burst_gets_everything_not_yet_handed_over() {
+    let dir = TempDir::new("mid-burst");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    const N: u64 = 20_000;
+    let sender = {
+        let client = client.clone();
+        std::thread::spawn(move || send_range(&client, 0, N))
+    };
+    agent
+        .wait_for("some frames", PATIENCE, |s| s.total_frames >= 2_000)
+        .unwrap();
+    agent.kill();
+    let written_at_kill = client.stats().written;
+    let old = agent.take_frames();
+    agent.restart().unwrap();
+    sender.join().unwrap();
+    client.flush(PATIENCE).unwrap();
+    // Flushed means handed to the socket; wait for the agent to have read it all.
+    let first = seqs(&agent.wait_for_frames(1, PATIENCE).unwrap())[0];
+    let want = (N - first) as usize;
+    agent
+        .wait_for("the rest of the burst", PATIENCE, |s| s.frames > want)
+        .unwrap();
+    let new = agent.frames();
+    let old_seqs = seqs(&old);
+    let new_seqs = seqs(&new);
+    // What the dead agent read is a prefix, in order.
+    assert_consecutive(&old_seqs, 0, old_seqs.len() as u64);
+    // The new connection starts at the first record not completely handed to the dead
+    // socket, and from there every record arrives once, in order.
+    assert!(first <= written_at_kill, "{first} > {written_at_kill}");
+    assert_consecutive(&new_seqs, first, N);
+    println!(
+        "killed after {} frames read; {} records were in the dead socket's buffers",
+        old_seqs.len(),
+        first - old_seqs.len() as u64
+    );
+    client.close(PATIENCE);
+}
+
+#[test]
+fn a_write_to_an_agent_that_never_reads_times_out_and_reconnects() {
+    let dir = TempDir::new("never-reads");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .queue_capacity(64)
+        .write_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let notifications = client.notifications();
+    // Keep offering records until the socket buffers are full, a write times out and
+    // the client drops the connection (records refused as QueueFull are not accepted).
+    let mut n = 0u64;
+    wait_until("a timed-out write", || {
+        if client.try_send(record(n)).is_ok() {
+            n += 1;
+        }
+        notifications.try_iter().any(|n| {
+            matches!(
+                n.event,
+                Event::WriteFailed {
+                    kind: std::io::ErrorKind::TimedOut,
+                    ..
+                }
+            )
+        })
+    });
+    wait_until("a reconnection", || client.stats().connects >= 2);
+    let s = client.close(PATIENCE).stats;
+    assert_eq!(s.accepted, s.written + s.lost);
+    assert!(s.write_errors >= 1);
+}
+
+#[test]
+fn close_keeps_its_deadline_with_the_writer_blocked_and_hands_back_the_rest() {
+    let dir = TempDir::new("blocked");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .queue_capacity(64)
+        .write_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // Fill the socket buffers and then the queue, until the queue stays full for 50 ms:
+    // the writer is blocked in a write.
+    let mut n = 0u64;
+    wait_until("a blocked writer", || {
+        match client.send_timeout(record(n), Duration::from_millis(50)) {
+            Ok(()) => {
+                n += 1;
+                false
+            }
+            Err(_) => true,
+        }
+    });
+    let started = Instant::now();
+    let report = client.close(Duration::from_secs(1));
+    let took = started.elapsed();
+    println!(
+        "close(1 s) took {took:?} and handed back {}",
+        report.unsent.len()
+    );
+    assert!(took < Duration::from_millis(1500), "close took {took:?}");
+    assert!(report.clean);
+    let s = report.stats;
+    assert_eq!(s.accepted, n);
+    assert_eq!(s.accepted, s.written + s.lost);
+    assert_eq!(s.lost, report.unsent.len() as u64);
+    assert!(report.unsent.len() >= 64);
+    // Handed back in the order they were accepted, starting after the last written.
+    let names: Vec<String> = report
+        .unsent
+        .iter()
+        .map(|r| r.get_operation_name().to_owned())
+        .collect();
+    let expected: Vec<String> = (s.written..n).map(|i| format!("Operation{i}")).collect();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn invalid_and_oversized_records_are_refused_and_nothing_is_sent() {
+    let dir = TempDir::new("invalid");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .max_frame_size(700)
+        .build()
+        .unwrap();
+    let bad = record(1).operation_name("");
+    match client.try_send(bad.clone()) {
+        Err(SendError::Invalid(ValidationError::MissingOperationName, back)) => {
+            assert_eq!(back, bad)
+        }
+        other => panic!("{other:?}"),
+    }
+    let big = record(2).custom("blob", "x".repeat(1000));
+    match client.try_send(big) {
+        Err(SendError::TooLarge { size, max: 700, .. }) => assert!(size > 1000),
+        other => panic!("{other:?}"),
+    }
+    client.flush(PATIENCE).unwrap();
+    client.close(PATIENCE);
+    assert!(agent.frames().is_empty());
+    let s = client.stats();
+    assert_eq!(
+        (s.refused_invalid, s.refused_too_large, s.accepted),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn closing_refuses_later_records_and_is_idempotent() {
+    let sink = MemorySink::new();
+    let client = builder()
+        .transport(Transport::Memory(sink.clone()))
+        .build()
+        .unwrap();
+    let other_handle = client.clone();
+    send_range(&client, 0, 10);
+    let report = client.close(PATIENCE);
+    assert_eq!(report.written, 10);
+    assert!(report.unsent.is_empty());
+    let r = record(11);
+    match other_handle.try_send(r.clone()) {
+        Err(SendError::Closed(back)) => assert_eq!(back, r),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        other_handle.flush(PATIENCE),
+        Err(FlushError::Closed)
+    ));
+    let again = other_handle.close(PATIENCE);
+    assert!(again.unsent.is_empty());
+    assert_eq!(again.written, 10);
+    assert!(!sink.bytes().is_empty());
+}
+
+#[test]
+fn dropping_one_handle_keeps_the_client_and_dropping_the_last_drains_it() {
+    let dir = TempDir::new("drop");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let second = client.clone();
+    drop(client);
+    send_range(&second, 0, 50);
+    drop(second);
+    let frames = agent.wait_for_frames(51, PATIENCE).unwrap();
+    assert_eq!(seqs(&frames), (0..50).collect::<Vec<_>>());
+}
+
+#[test]
+fn unread_notifications_are_discarded_oldest_first_and_counted() {
+    let dir = TempDir::new("notify");
+    let client = builder()
+        .unix_socket(dir.socket())
+        .notification_capacity(2)
+        .build()
+        .unwrap();
+    wait_until("many connect failures", || {
+        client.stats().connect_failures >= 6
+    });
+    let stats = client.stats();
+    assert!(stats.notifications_dropped >= 4);
+    // The two kept are the latest.
+    let kept: Vec<u32> = client
+        .notifications()
+        .try_iter()
+        .filter_map(|n| match n.event {
+            Event::ConnectFailed { failures, .. } => Some(failures),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kept.len(), 2);
+    assert!(kept[0] >= 5 && kept[1] == kept[0] + 1, "{kept:?}");
+    client.close(Duration::ZERO);
+}
+
+#[test]
+fn a_service_tree_id_is_required() {
+    let err = Client::builder(" ").build().unwrap_err();
+    assert!(matches!(
+        err,
+        BuildError::ServiceTreeId(ValidationError::MissingServiceTreeId)
+    ));
+}

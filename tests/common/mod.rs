@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests: records numbered through their custom data,
+//! temporary socket paths, and condition waits with deadlines.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use geneva_audit::agent::ReceivedFrame;
+use geneva_audit::{
+    Backoff, CallerIdentityType, Client, ClientBuilder, OperationCategory, OperationResult,
+    OperationType, Record, SendError,
+};
+
+pub const STI: &str = "e6c9fcb1-7f08-4c1d-9e7a-123456789abc";
+
+/// How long any wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A fresh directory for a test's sockets, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "geneva-audit-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.0.join("agent.sock")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A valid record numbered `n` (custom data `seq`), with a bit of variety.
+pub fn record(n: u64) -> Record {
+    let r = if n % 2 == 0 {
+        Record::data_plane()
+    } else {
+        Record::control_plane()
+    };
+    r.caller_ip("203.0.113.42".parse().unwrap())
+        .add_caller_identity(CallerIdentityType::Upn, "alice@contoso.com", "primary user")
+        .add_operation_category(OperationCategory::ResourceManagement)
+        .add_target_resource("SubscriptionId", "4bb12743-2418-427f-92ae-96a11a4044fe")
+        .add_caller_access_level("Contributor")
+        .operation_access_level("Contributor")
+        .operation_name(format!("Operation{n}"))
+        .caller_agent("azure-cli/2.61.0")
+        .operation_type(OperationType::Read)
+        .operation_result(OperationResult::Success)
+        .custom("seq", n)
+}
+
+/// The `seq` of a record frame, `None` for other frames.
+pub fn seq(frame: &ReceivedFrame) -> Option<u64> {
+    if frame.tag != "AsmAuditDP" && frame.tag != "AsmAuditCP" {
+        return None;
+    }
+    frame.custom("seq").and_then(|v| v.as_u64())
+}
+
+pub fn seqs(frames: &[ReceivedFrame]) -> Vec<u64> {
+    frames.iter().filter_map(seq).collect()
+}
+
+/// A builder with fast reconnects, for tests.
+pub fn builder() -> ClientBuilder {
+    Client::builder(STI).backoff(Backoff {
+        initial: Duration::from_millis(5),
+        max: Duration::from_millis(50),
+        multiplier: 2.0,
+        full_jitter: true,
+    })
+}
+
+/// Sends `n` records from `from`, waiting for room when the queue is full.
+pub fn send_range(client: &Client, from: u64, n: u64) {
+    for i in from..from + n {
+        client
+            .send_timeout(record(i), PATIENCE)
+            .unwrap_or_else(|e| panic!("record {i} refused: {e}"));
+    }
+}
+
+/// Waits until `cond` holds or `PATIENCE` passes (then panics with `what`).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// Asserts `try_send` refused with `QueueFull` and gave back the record.
+pub fn expect_full(result: Result<(), SendError>, original: &Record) {
+    match result {
+        Err(SendError::QueueFull(back)) => assert_eq!(&back, original),
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+}
+
+/// Asserts `seqs` is exactly `from..to`, reporting the first difference (not the lists).
+pub fn assert_consecutive(seqs: &[u64], from: u64, to: u64) {
+    for (i, (got, want)) in seqs.iter().zip(from..to).enumerate() {
+        assert_eq!(*got, want, "position {i}: got {got}, wanted {want}");
+    }
+    assert_eq!(
+        seqs.len() as u64,
+        to - from,
+        "got {} records, wanted {from}..{to}",
+        seqs.len()
+    );
+}
