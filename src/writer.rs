@@ -3,8 +3,9 @@
 //!
 //! An idle writer writes each record at once; a busy one drains whatever is queued into
 //! the buffer (up to [`BATCH_BYTES`]) and makes one syscall for all of it. Producers never
-//! wake it per record: an idle writer polls the queue every `idle_poll` and is woken only
-//! when the queue passes half full, or by `flush` and `close`.
+//! wake it per record: an idle writer polls the queue, every millisecond at first and less
+//! often the longer it stays idle (up to `idle_poll`), and is woken only when the queue
+//! passes half full, or by `flush` and `close`.
 //!
 //! When a write fails, the frames not yet completely written stay in the buffer, in
 //! order; the writer hands the broken connection to the supervisor's closer, waits for a
@@ -34,6 +35,9 @@ pub(crate) const BATCH_BYTES: usize = 64 * 1024;
 /// How many times an idle writer yields before it parks: records that arrive in a burst
 /// are picked up without the producers paying for a wake-up.
 const IDLE_YIELDS: u32 = 64;
+
+/// How long a writer that just went idle parks before looking at the queue again.
+const FIRST_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What travels on the queue. (Records travel unboxed: the queue's slots are allocated
 /// once, and a box per record would be an allocation per record.)
@@ -97,6 +101,10 @@ pub(crate) struct Writer {
     hb_buf: ByteBuf,
     hb_sent: usize,
     next_heartbeat: Option<Instant>,
+    /// Whether records came in since the writer last went idle.
+    busy: bool,
+    /// How long the idle writer parks now: from [`FIRST_POLL`] doubling to `idle_poll`.
+    poll: std::time::Duration,
 }
 
 impl Writer {
@@ -118,6 +126,8 @@ impl Writer {
             hb_buf: ByteBuf::with_capacity(256),
             hb_sent: 0,
             next_heartbeat: None,
+            busy: false,
+            poll: FIRST_POLL,
             config,
         }
     }
@@ -160,6 +170,7 @@ impl Writer {
         while self.buf.as_slice().len() < BATCH_BYTES {
             match self.rx.try_recv() {
                 Ok(Item::Record(ts, record)) => {
+                    self.busy = true;
                     let start = self.buf.as_slice().len();
                     append_record(&mut self.buf, &self.config.service_tree_id, ts, &record);
                     let end = self.buf.as_slice().len();
@@ -362,13 +373,22 @@ impl Writer {
 
     /// Nothing to write: wait a little for more, without asking producers to wake us.
     fn idle(&mut self) {
-        for _ in 0..IDLE_YIELDS {
-            if !self.rx.is_empty() {
-                return;
+        // Right after work, records often come in bursts: look again a few times before
+        // parking. A writer that has been idle for a while just parks.
+        if std::mem::take(&mut self.busy) {
+            self.poll = FIRST_POLL.min(self.config.idle_poll);
+            for _ in 0..IDLE_YIELDS {
+                if !self.rx.is_empty() {
+                    return;
+                }
+                thread::yield_now();
             }
-            thread::yield_now();
+        } else {
+            // The longer the quiet, the rarer the look: idle CPU stays near zero, and a
+            // record waits at most `idle_poll`.
+            self.poll = (self.poll * 2).min(self.config.idle_poll);
         }
-        let mut timeout = self.config.idle_poll;
+        let mut timeout = self.poll;
         if let (Some(due), Some(_)) = (self.next_heartbeat, &self.conn) {
             timeout = timeout.min(due.saturating_duration_since(Instant::now()));
         }
