@@ -428,12 +428,11 @@ fn unread_notifications_are_discarded_oldest_first_and_counted() {
         .notification_capacity(2)
         .build()
         .unwrap();
-    wait_until("many connect failures", || {
-        client.stats().connect_failures >= 6
+    wait_until("discarded notifications", || {
+        client.stats().notifications_dropped >= 4
     });
-    let stats = client.stats();
-    assert!(stats.notifications_dropped >= 4);
-    // The two kept are the latest.
+    // The ones kept are the latest: consecutive failures, not the first ones. (The
+    // supervisor keeps failing while we read, so one more may slip in.)
     let kept: Vec<u32> = client
         .notifications()
         .try_iter()
@@ -442,8 +441,9 @@ fn unread_notifications_are_discarded_oldest_first_and_counted() {
             _ => None,
         })
         .collect();
-    assert_eq!(kept.len(), 2);
-    assert!(kept[0] >= 5 && kept[1] == kept[0] + 1, "{kept:?}");
+    assert!(kept.len() >= 2, "{kept:?}");
+    assert!(kept[0] >= 5, "{kept:?}");
+    assert!(kept.windows(2).all(|w| w[1] == w[0] + 1), "{kept:?}");
     client.close(Duration::ZERO);
 }
 
