@@ -267,6 +267,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether to keep the records the agent has not read yet and write them again after
+    /// a failure. Default true.
+    ///
+    /// The protocol has no acknowledgements: when the agent dies, what it had not read
+    /// from its socket is discarded by the kernel although every write succeeded. On a
+    /// Unix socket the client asks the kernel (`SIOCOUTQ`) how much of what it wrote the
+    /// agent has not read, keeps those records, and after a failure writes them again
+    /// before anything else: at-least-once delivery across agent crashes, with duplicates
+    /// limited to what the agent read since the last check. On TCP the kernel only knows
+    /// what the agent's kernel has acknowledged, so the replay covers records lost in
+    /// flight or in the client's buffers, not those the agent's kernel had received and
+    /// the agent had not read.
+    pub fn replay_unread(mut self, replay: bool) -> Self {
+        self.config.replay_unread = replay;
+        self
+    }
+
     /// Starts the writer and supervisor threads.
     pub fn build(self) -> Result<Client, BuildError> {
         let config = self.config;
@@ -423,6 +440,7 @@ impl Client {
                 notification_capacity: 256,
                 idle_poll: Duration::from_millis(20),
                 drop_timeout: Duration::from_secs(5),
+                replay_unread: true,
             },
         }
     }
@@ -509,7 +527,10 @@ impl Client {
             Counters::add(&inner.counters.accepted, 1);
         }
         inner.gate.fetch_sub(1, Ordering::SeqCst);
+        // `writer_parked` is read first: it rarely changes, while the queue's length lives
+        // on a cache line the writer writes for every record.
         if result.is_ok()
+            && inner.shared.writer_parked.load(Ordering::Relaxed)
             && inner.tx.len() >= inner.wake_len
             && inner.shared.writer_parked.swap(false, Ordering::SeqCst)
         {

@@ -22,4 +22,5 @@ pub(crate) struct Config {
     pub(crate) notification_capacity: usize,
     pub(crate) idle_poll: Duration,
     pub(crate) drop_timeout: Duration,
+    pub(crate) replay_unread: bool,
 }

@@ -5,7 +5,7 @@
 //!
 //! Data flows one way: caller → bounded queue → writer thread → encoder → socket.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod backoff;
 mod client;

@@ -4,10 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
-        /// The live counters, updated with relaxed atomics.
+        /// The live counters, updated with relaxed atomics. Each has a cache line of its
+        /// own: producers bump `accepted` while the writer bumps `written`, and sharing
+        /// a line would bounce it between their cores on every record.
         #[derive(Debug, Default)]
         pub(crate) struct Counters {
-            $(pub(crate) $name: AtomicU64,)*
+            $(pub(crate) $name: Padded,)*
         }
 
         /// A snapshot of the client's counters.
@@ -42,7 +44,9 @@ macro_rules! counters {
 counters! {
     /// Records accepted by `try_send` or `send_timeout`.
     accepted,
-    /// Records whose frames were completely handed to the socket.
+    /// Records whose frames were completely handed to the socket. When the agent dies
+    /// with records unread and the replay sends them again, they go back to pending
+    /// (this count drops by that many) until they are written again.
     written,
     /// Bytes handed to the socket (record and heartbeat frames, resends included).
     bytes_written,
@@ -56,6 +60,9 @@ counters! {
     refused_closed,
     /// Record frames written again after a connection failed under them.
     retried,
+    /// Records written again after a failure because the agent had not read them (the
+    /// unread-tail replay; they may reach the agent twice).
+    replayed,
     /// Accepted records that were not written: left when the client closed (and
     /// handed back by `close`), or when it died.
     lost,
@@ -71,6 +78,18 @@ counters! {
     heartbeats_dropped,
     /// Notifications discarded because nobody read them.
     notifications_dropped,
+}
+
+/// An atomic counter alone on its cache line (128 bytes covers adjacent-line prefetch).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded(AtomicU64);
+
+impl std::ops::Deref for Padded {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
 }
 
 impl Counters {

@@ -128,6 +128,22 @@ impl Connection {
         }
     }
 
+    /// How many bytes written to this connection the peer has not read yet, as the
+    /// kernel accounts them (an upper bound of the payload). `None` where the transport
+    /// cannot tell or the peer is gone (its unread bytes were discarded with it, so the
+    /// kernel's count no longer says anything).
+    pub(crate) fn unread_bytes(&self) -> Option<usize> {
+        let Connection::Socket(s) = self else {
+            return Some(0);
+        };
+        let unread = outq(s).ok()?;
+        // Asked after the count: a peer that died before it shows as closed here too.
+        if peer_closed(s) {
+            return None;
+        }
+        Some(unread)
+    }
+
     /// A second handle on the same socket, so another thread can shut it down and
     /// unblock a write stuck on it.
     pub(crate) fn shutdown_handle(&self) -> Option<Socket> {
@@ -135,6 +151,38 @@ impl Connection {
             Connection::Socket(s) => s.try_clone().ok(),
             _ => None,
         }
+    }
+}
+
+/// `SIOCOUTQ`: on a Unix stream socket, the bytes sent and not yet read by the peer
+/// (kernel buffer accounting, so an upper bound of the payload); on TCP, the bytes not yet
+/// acknowledged by the peer's kernel.
+#[allow(unsafe_code)]
+fn outq(socket: &Socket) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut unread: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one `c_int` through the pointer, which
+    // points at a live local of that type; the descriptor is owned by `socket` and stays
+    // open for the call. No safe wrapper exists in std or socket2; the measurement that
+    // needs it is the replay test in tests/client.rs, which loses records without it.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ as _, &mut unread) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(unread).unwrap_or(0))
+}
+
+/// Whether the peer has closed its end: a non-blocking peek reads end-of-file. The agent
+/// never sends anything, so a live peer leaves nothing to read.
+fn peer_closed(socket: &Socket) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ),
     }
 }
 

@@ -27,7 +27,7 @@ use crate::notify::Event;
 use crate::record::Record;
 use crate::stats::Counters;
 use crate::supervisor::Shared;
-use crate::transport::Connection;
+use crate::transport::{Connection, Transport};
 
 /// The buffer size past which the writer stops taking records and writes.
 pub(crate) const BATCH_BYTES: usize = 64 * 1024;
@@ -78,8 +78,21 @@ impl FlushSignal {
 struct Frame {
     start: usize,
     end: usize,
+    ts: i64,
     record: Record,
 }
+
+/// A record completely handed to the socket that the agent may not have read yet.
+struct Unread {
+    /// Where its frame ends in the connection's byte stream.
+    end: u64,
+    ts: i64,
+    record: Record,
+}
+
+/// How many records the unread tail may gather before the writer asks the kernel how much
+/// the agent has read (one `ioctl` and one `recv` per check).
+const UNREAD_CHECK_EVERY: usize = 64;
 
 pub(crate) struct Writer {
     shared: Arc<Shared>,
@@ -105,6 +118,14 @@ pub(crate) struct Writer {
     busy: bool,
     /// How long the idle writer parks now: from [`FIRST_POLL`] doubling to `idle_poll`.
     poll: std::time::Duration,
+    /// Whether to keep the unread tail and replay it after a failure.
+    replay: bool,
+    /// Records written on this connection that the agent may not have read, in order.
+    unread: VecDeque<Unread>,
+    /// Bytes handed to this connection so far.
+    conn_written: u64,
+    /// Where a replay is assembled before it replaces `buf`.
+    scratch: ByteBuf,
 }
 
 impl Writer {
@@ -128,6 +149,11 @@ impl Writer {
             next_heartbeat: None,
             busy: false,
             poll: FIRST_POLL,
+            replay: config.replay_unread
+                && matches!(config.transport, Transport::Unix(_) | Transport::Tcp(_)),
+            unread: VecDeque::with_capacity(1024),
+            conn_written: 0,
+            scratch: ByteBuf::with_capacity(BATCH_BYTES * 2),
             config,
         }
     }
@@ -174,7 +200,12 @@ impl Writer {
                     let start = self.buf.as_slice().len();
                     append_record(&mut self.buf, &self.config.service_tree_id, ts, &record);
                     let end = self.buf.as_slice().len();
-                    self.frames.push_back(Frame { start, end, record });
+                    self.frames.push_back(Frame {
+                        start,
+                        end,
+                        ts,
+                        record,
+                    });
                 }
                 Ok(Item::Flush(signal)) => {
                     let at = self.buf.as_slice().len();
@@ -204,6 +235,7 @@ impl Writer {
 
     fn set_connection(&mut self, conn: Connection) {
         self.conn = Some(conn);
+        self.conn_written = 0;
         self.conn_has_record = false;
         self.next_heartbeat = None;
     }
@@ -275,6 +307,7 @@ impl Writer {
             )),
             Ok((n, heartbeat)) => {
                 Counters::add(&self.shared.counters.bytes_written, n as u64);
+                self.conn_written += n as u64;
                 if heartbeat {
                     self.hb_sent += n;
                     if self.hb_sent == self.hb_buf.as_slice().len() {
@@ -295,9 +328,24 @@ impl Writer {
     /// Retires the frames the socket now has completely.
     fn complete_frames(&mut self) {
         let mut done = 0u64;
-        while self.frames.front().is_some_and(|f| f.end <= self.sent) {
-            self.frames.pop_front();
+        while let Some(f) = self.frames.pop_front() {
+            if f.end > self.sent {
+                self.frames.push_front(f);
+                break;
+            }
             done += 1;
+            if self.replay {
+                // `sent` is where the connection's stream stands now.
+                let end = self.conn_written - (self.sent - f.end) as u64;
+                self.unread.push_back(Unread {
+                    end,
+                    ts: f.ts,
+                    record: f.record,
+                });
+            }
+        }
+        if self.unread.len() >= UNREAD_CHECK_EVERY {
+            self.forget_read();
         }
         if done > 0 {
             Counters::add(&self.shared.counters.written, done);
@@ -320,6 +368,67 @@ impl Writer {
                 !reached
             });
         }
+    }
+
+    /// Drops from the unread tail what the agent has read: everything but the last
+    /// `SIOCOUTQ` bytes written on this connection.
+    fn forget_read(&mut self) {
+        let Some(unread) = self.conn.as_ref().and_then(Connection::unread_bytes) else {
+            return;
+        };
+        let read = self.conn_written.saturating_sub(unread as u64);
+        while self.unread.front().is_some_and(|u| u.end <= read) {
+            self.unread.pop_front();
+        }
+    }
+
+    /// After a failure: the unread tail goes back in front of the pending frames, to be
+    /// written first on the next connection.
+    fn replay_unread(&mut self) {
+        if self.unread.is_empty() {
+            return;
+        }
+        let n = self.unread.len();
+        let pending = self.frames.len();
+        self.scratch.as_mut_vec().clear();
+        for u in self.unread.drain(..) {
+            let start = self.scratch.as_slice().len();
+            append_record(
+                &mut self.scratch,
+                &self.config.service_tree_id,
+                u.ts,
+                &u.record,
+            );
+            self.frames.push_back(Frame {
+                start,
+                end: self.scratch.as_slice().len(),
+                ts: u.ts,
+                record: u.record,
+            });
+        }
+        // The pending frames follow the replayed ones, shifted to their new place.
+        let replay_len = self.scratch.as_slice().len();
+        let sent = self.sent;
+        self.scratch
+            .as_mut_vec()
+            .extend_from_slice(&self.buf.as_slice()[sent..]);
+        let shift = |at: usize| at.max(sent) - sent + replay_len;
+        for f in self.frames.iter_mut().take(pending) {
+            f.start = shift(f.start);
+            f.end = shift(f.end);
+        }
+        self.frames.rotate_right(n);
+        for (at, _) in &mut self.flushes {
+            *at = shift(*at);
+        }
+        std::mem::swap(&mut self.buf, &mut self.scratch);
+        self.sent = 0;
+        Counters::add(&self.shared.counters.replayed, n as u64);
+        // They are pending again: `written` counts them once more when they are.
+        self.shared
+            .counters
+            .written
+            .fetch_sub(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Signals every flush whose records are all written.
@@ -358,6 +467,11 @@ impl Writer {
             self.hb_buf.as_mut_vec().clear();
             self.hb_sent = 0;
         }
+        // A failure of our own making (close shutting the socket at its deadline) leaves
+        // the unread tail where it is: the agent is alive and may still read it.
+        if !self.shared.lock().stop {
+            self.replay_unread();
+        }
         self.shared.notifier.publish(Event::WriteFailed {
             kind,
             error,
@@ -387,6 +501,9 @@ impl Writer {
             // The longer the quiet, the rarer the look: idle CPU stays near zero, and a
             // record waits at most `idle_poll`.
             self.poll = (self.poll * 2).min(self.config.idle_poll);
+        }
+        if !self.unread.is_empty() {
+            self.forget_read();
         }
         let mut timeout = self.poll;
         if let (Some(due), Some(_)) = (self.next_heartbeat, &self.conn) {

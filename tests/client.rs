@@ -203,16 +203,21 @@ fn agent_restarted_between_bursts_loses_nothing_of_the_next_burst() {
     let dir = TempDir::new("restart");
     let agent = TestAgent::unix(dir.socket()).unwrap();
     let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let mut seen = std::collections::HashSet::new();
     for round in 0..3u64 {
         let from = round * 100;
         send_range(&client, from, 100);
         client.flush(PATIENCE).unwrap();
-        agent
-            .wait_for("the burst", PATIENCE, |s| s.frames >= 101)
-            .unwrap();
+        wait_until("the burst's last record", || {
+            seqs(&agent.frames()).contains(&(from + 99))
+        });
         let frames = agent.take_frames();
-        assert_eq!(seqs(&frames), (from..from + 100).collect::<Vec<_>>());
+        // The new connection may begin with records of the last burst that the client
+        // could not know were read (the unread-tail replay): duplicates, never gaps.
+        let (first, dups) = first_arrivals(&seqs(&frames), &mut seen);
+        assert_consecutive(&first, from, from + 100);
         assert!(frames.iter().all(|f| f.connection == round));
+        println!("round {round}: {dups} duplicates replayed");
         // Kill the agent (the socket file goes away) and bring it back.
         agent.kill();
         agent.restart().unwrap();
@@ -226,7 +231,7 @@ fn agent_restarted_between_bursts_loses_nothing_of_the_next_burst() {
 }
 
 #[test]
-fn agent_killed_mid_burst_gets_everything_not_yet_handed_over() {
+fn agent_killed_mid_burst_loses_nothing() {
     let dir = TempDir::new("mid-burst");
     let agent = TestAgent::unix(dir.socket()).unwrap();
     let client = builder().unix_socket(dir.socket()).build().unwrap();
@@ -239,32 +244,29 @@ fn agent_killed_mid_burst_gets_everything_not_yet_handed_over() {
         .wait_for("some frames", PATIENCE, |s| s.total_frames >= 2_000)
         .unwrap();
     agent.kill();
-    let written_at_kill = client.stats().written;
     let old = agent.take_frames();
     agent.restart().unwrap();
     sender.join().unwrap();
     client.flush(PATIENCE).unwrap();
-    // Flushed means handed to the socket; wait for the agent to have read it all.
-    let first = seqs(&agent.wait_for_frames(1, PATIENCE).unwrap())[0];
-    let want = (N - first) as usize;
-    agent
-        .wait_for("the rest of the burst", PATIENCE, |s| s.frames > want)
-        .unwrap();
+    wait_until("the last record", || {
+        seqs(&agent.frames()).last() == Some(&(N - 1))
+    });
     let new = agent.frames();
-    let old_seqs = seqs(&old);
-    let new_seqs = seqs(&new);
+    let mut seen = std::collections::HashSet::new();
     // What the dead agent read is a prefix, in order.
-    assert_consecutive(&old_seqs, 0, old_seqs.len() as u64);
-    // The new connection starts at the first record not completely handed to the dead
-    // socket, and from there every record arrives once, in order.
-    assert!(first <= written_at_kill, "{first} > {written_at_kill}");
-    assert_consecutive(&new_seqs, first, N);
+    let (old_first, _) = first_arrivals(&seqs(&old), &mut seen);
+    assert_consecutive(&old_first, 0, old_first.len() as u64);
+    // The new connection starts with what the dead agent may not have read (the replay)
+    // and then every later record: nothing is missing and first arrivals keep order.
+    let (new_first, dups) = first_arrivals(&seqs(&new), &mut seen);
+    assert_consecutive(&new_first, old_first.len() as u64, N);
+    let stats = client.close(PATIENCE).stats;
     println!(
-        "killed after {} frames read; {} records were in the dead socket's buffers",
-        old_seqs.len(),
-        first - old_seqs.len() as u64
+        "killed after {} frames read; {} replayed, {dups} of them already read",
+        old_first.len(),
+        stats.replayed
     );
-    client.close(PATIENCE);
+    assert_eq!((stats.accepted, stats.written, stats.lost), (N, N, 0));
 }
 
 #[test]
@@ -297,7 +299,8 @@ fn a_write_to_an_agent_that_never_reads_times_out_and_reconnects() {
         })
     });
     wait_until("a reconnection", || client.stats().connects >= 2);
-    let s = client.close(PATIENCE).stats;
+    // The agent still reads nothing: close gives up at its deadline.
+    let s = client.close(Duration::from_millis(300)).stats;
     assert_eq!(s.accepted, s.written + s.lost);
     assert!(s.write_errors >= 1);
 }
@@ -454,4 +457,49 @@ fn a_service_tree_id_is_required() {
         err,
         BuildError::ServiceTreeId(ValidationError::MissingServiceTreeId)
     ));
+}
+
+/// Sends 200 records to an agent that reads none of them, kills it (the kernel discards
+/// what it had not read), restarts it and sends one more: returns the records the new
+/// agent received, and the stats.
+fn crash_with_unread_data(replay: bool) -> (Vec<u64>, geneva_audit::Stats) {
+    let dir = TempDir::new("unread");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .replay_unread(replay)
+        .build()
+        .unwrap();
+    agent.stop_reading();
+    send_range(&client, 0, 200);
+    client.flush(PATIENCE).unwrap();
+    assert_eq!(client.stats().written, 200);
+    agent.kill();
+    agent.take_frames();
+    agent.resume_reading();
+    agent.restart().unwrap();
+    send_range(&client, 200, 1);
+    client.flush(PATIENCE).unwrap();
+    let want = if replay { 201 } else { 1 };
+    agent
+        .wait_for("the records after the crash", PATIENCE, |s| s.frames > want)
+        .unwrap();
+    let stats = client.close(PATIENCE).stats;
+    (seqs(&agent.frames()), stats)
+}
+
+#[test]
+fn records_the_crashed_agent_never_read_are_written_again() {
+    let (received, stats) = crash_with_unread_data(true);
+    assert_consecutive(&received, 0, 201);
+    assert_eq!(stats.replayed, 200);
+    // Counted once each: the replay is not a second write in the counters.
+    assert_eq!((stats.accepted, stats.written, stats.lost), (201, 201, 0));
+}
+
+#[test]
+fn without_the_replay_a_crash_loses_what_the_agent_had_not_read() {
+    let (received, stats) = crash_with_unread_data(false);
+    assert_eq!(received, [200]);
+    assert_eq!(stats.replayed, 0);
 }

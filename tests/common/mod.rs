@@ -125,3 +125,105 @@ pub fn assert_consecutive(seqs: &[u64], from: u64, to: u64) {
         seqs.len()
     );
 }
+
+/// How many file descriptors the process has open (entries of `/proc/self/fd`).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// The names of the process's threads (`/proc/self/task/*/comm`, at most 15 bytes each).
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
+/// CPU time consumed so far by the live threads whose name starts with `prefix`, from
+/// `/proc/self/task/*/schedstat` (nanoseconds on a CPU).
+pub fn threads_cpu(prefix: &str) -> Duration {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(name) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue;
+        };
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(ns)
+}
+
+/// The process's resident memory in KiB (`VmRSS` in `/proc/self/status`).
+pub fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// Waits until `cond` holds or `timeout` passes; returns whether it held.
+pub fn wait_until_within(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return cond();
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Runs `f` on its own thread and fails the test if it has not returned within
+/// `deadline` (a hang), returning its result and how long it took otherwise.
+pub fn within<T: Send + 'static>(
+    what: &str,
+    deadline: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, Duration) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(value) => (value, started.elapsed()),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {deadline:?}")
+        }
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// Percentile `p` (0..=100) of `sorted`, which must be sorted and not empty.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() - 1) as f64 * p / 100.0).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The records in `seqs` seen for the first time (updating `seen`), in arrival order,
+/// and how many were duplicates.
+pub fn first_arrivals(seqs: &[u64], seen: &mut std::collections::HashSet<u64>) -> (Vec<u64>, u64) {
+    let mut first = Vec::new();
+    let mut dups = 0;
+    for &s in seqs {
+        if seen.insert(s) {
+            first.push(s);
+        } else {
+            dups += 1;
+        }
+    }
+    (first, dups)
+}
