@@ -988,6 +988,9 @@ struct State {
 
 struct Connection {
     open: bool,
+    /// Closed by [`TestAgent::kill`]: what its reader already took from the kernel still
+    /// counts as received (a crash loses only what was left in the socket's buffers).
+    killed: bool,
     frames: u64,
     /// Shared with the reader thread; taken when the agent closes the connection.
     socket: Option<Arc<Socket>>,
@@ -1039,6 +1042,7 @@ impl Connection {
     /// Marks it closed and wakes its reader; the socket closes once the reader lets go.
     fn close(&mut self, how: Close) {
         self.open = false;
+        self.killed = how == Close::Abrupt;
         if let Some(socket) = self.socket.take() {
             if how == Close::Abrupt {
                 // Linger 0: close() resets the connection instead of an orderly FIN.
@@ -1567,6 +1571,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Socket, stop: &AtomicBool) {
         match spawned {
             Ok(thread) => state.connections.push(Connection {
                 open: true,
+                killed: false,
                 frames: 0,
                 socket: Some(socket),
                 thread: Some(thread),
@@ -1574,6 +1579,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Socket, stop: &AtomicBool) {
             Err(e) => {
                 state.connections.push(Connection {
                     open: false,
+                    killed: false,
                     frames: 0,
                     socket: None,
                     thread: None,
@@ -1696,6 +1702,15 @@ fn deliver(shared: &Shared, id: u64, results: Vec<Result<ReceivedFrame, FrameErr
     let mut state = shared.state.lock();
     loop {
         if !state.is_open(id) {
+            // Frames the reader had already taken from the kernel when the agent was
+            // killed were received: the kernel, not the agent, discards the rest. A frame
+            // cut off by the kill is not an error of the stream.
+            if state.connection(id).is_some_and(|c| c.killed) {
+                let frames = results.into_iter().filter(Result::is_ok).collect();
+                record(&mut state, id, frames);
+                drop(state);
+                shared.changed.notify_all();
+            }
             return false;
         }
         if !state.reading_paused() {

@@ -74,18 +74,14 @@ impl FlushSignal {
     }
 }
 
-/// A record frame in the buffer, kept until it has been completely written.
+/// A record on its way to the agent: first a frame in the buffer not yet completely
+/// written; then, with the replay on, part of the unread tail until the agent has read it.
 struct Frame {
+    /// Where the frame lies in `buf` (stale once written; a replay encodes it anew).
     start: usize,
     end: usize,
-    ts: i64,
-    record: Record,
-}
-
-/// A record completely handed to the socket that the agent may not have read yet.
-struct Unread {
-    /// Where its frame ends in the connection's byte stream.
-    end: u64,
+    /// Where the frame ends in the connection's byte stream, once written.
+    stream_end: u64,
     ts: i64,
     record: Record,
 }
@@ -101,8 +97,11 @@ pub(crate) struct Writer {
     buf: ByteBuf,
     /// Bytes of `buf` already handed to the socket.
     sent: usize,
-    /// The record frames in `buf` not yet completely written, in order.
+    /// The records in flight, in order: first the unread tail (`tail` records written on
+    /// this connection that the agent may not have read), then the frames in `buf` not
+    /// yet completely written. One deque, so a record is never moved between the two.
     frames: VecDeque<Frame>,
+    tail: usize,
     /// Flush signals and the buffer offset they wait for.
     flushes: Vec<(usize, Arc<FlushSignal>)>,
     conn: Option<Connection>,
@@ -120,8 +119,6 @@ pub(crate) struct Writer {
     poll: std::time::Duration,
     /// Whether to keep the unread tail and replay it after a failure.
     replay: bool,
-    /// Records written on this connection that the agent may not have read, in order.
-    unread: VecDeque<Unread>,
     /// Bytes handed to this connection so far.
     conn_written: u64,
     /// Where a replay is assembled before it replaces `buf`.
@@ -139,7 +136,8 @@ impl Writer {
             rx,
             buf: ByteBuf::with_capacity(BATCH_BYTES * 2),
             sent: 0,
-            frames: VecDeque::with_capacity(1024),
+            frames: VecDeque::with_capacity(2048),
+            tail: 0,
             flushes: Vec::new(),
             conn: None,
             conn_has_record: false,
@@ -151,7 +149,6 @@ impl Writer {
             poll: FIRST_POLL,
             replay: config.replay_unread
                 && matches!(config.transport, Transport::Unix(_) | Transport::Tcp(_)),
-            unread: VecDeque::with_capacity(1024),
             conn_written: 0,
             scratch: ByteBuf::with_capacity(BATCH_BYTES * 2),
             config,
@@ -203,6 +200,7 @@ impl Writer {
                     self.frames.push_back(Frame {
                         start,
                         end,
+                        stream_end: 0,
                         ts,
                         record,
                     });
@@ -278,7 +276,7 @@ impl Writer {
 
     /// Whether the socket stands between two record frames, where a heartbeat may go.
     fn at_frame_boundary(&self) -> bool {
-        self.frames.front().is_none_or(|f| f.start == self.sent)
+        self.pending_front().is_none_or(|f| f.start == self.sent)
     }
 
     fn write_some(&mut self) {
@@ -293,7 +291,7 @@ impl Writer {
         } else {
             // Until a record has gone through on this connection, write only the first
             // frame, so the heartbeat that follows it is the connection's second frame.
-            let end = match self.frames.front() {
+            let end = match self.frames.get(self.tail) {
                 Some(f) if !self.conn_has_record => f.end,
                 _ => self.buf.as_slice().len(),
             };
@@ -325,26 +323,29 @@ impl Writer {
         }
     }
 
-    /// Retires the frames the socket now has completely.
+    /// The first frame not yet completely written.
+    fn pending_front(&self) -> Option<&Frame> {
+        self.frames.get(self.tail)
+    }
+
+    /// Retires the frames the socket now has completely: into the unread tail with the
+    /// replay on, dropped without it.
     fn complete_frames(&mut self) {
         let mut done = 0u64;
-        while let Some(f) = self.frames.pop_front() {
+        while let Some(f) = self.frames.get_mut(self.tail) {
             if f.end > self.sent {
-                self.frames.push_front(f);
                 break;
             }
             done += 1;
             if self.replay {
                 // `sent` is where the connection's stream stands now.
-                let end = self.conn_written - (self.sent - f.end) as u64;
-                self.unread.push_back(Unread {
-                    end,
-                    ts: f.ts,
-                    record: f.record,
-                });
+                f.stream_end = self.conn_written - (self.sent - f.end) as u64;
+                self.tail += 1;
+            } else {
+                self.frames.pop_front();
             }
         }
-        if self.unread.len() >= UNREAD_CHECK_EVERY {
+        if self.tail >= UNREAD_CHECK_EVERY {
             self.forget_read();
         }
         if done > 0 {
@@ -377,52 +378,47 @@ impl Writer {
             return;
         };
         let read = self.conn_written.saturating_sub(unread as u64);
-        while self.unread.front().is_some_and(|u| u.end <= read) {
-            self.unread.pop_front();
+        while self.tail > 0 && self.frames.front().is_some_and(|f| f.stream_end <= read) {
+            self.frames.pop_front();
+            self.tail -= 1;
         }
     }
 
-    /// After a failure: the unread tail goes back in front of the pending frames, to be
-    /// written first on the next connection.
+    /// After a failure: the unread tail is encoded again in front of the pending frames,
+    /// to be written first on the next connection.
     fn replay_unread(&mut self) {
-        if self.unread.is_empty() {
+        let n = self.tail;
+        if n == 0 {
             return;
         }
-        let n = self.unread.len();
-        let pending = self.frames.len();
         self.scratch.as_mut_vec().clear();
-        for u in self.unread.drain(..) {
-            let start = self.scratch.as_slice().len();
+        for f in self.frames.iter_mut().take(n) {
+            f.start = self.scratch.as_slice().len();
             append_record(
                 &mut self.scratch,
                 &self.config.service_tree_id,
-                u.ts,
-                &u.record,
+                f.ts,
+                &f.record,
             );
-            self.frames.push_back(Frame {
-                start,
-                end: self.scratch.as_slice().len(),
-                ts: u.ts,
-                record: u.record,
-            });
+            f.end = self.scratch.as_slice().len();
         }
-        // The pending frames follow the replayed ones, shifted to their new place.
+        // The pending frames follow, shifted to their new place.
         let replay_len = self.scratch.as_slice().len();
         let sent = self.sent;
         self.scratch
             .as_mut_vec()
             .extend_from_slice(&self.buf.as_slice()[sent..]);
         let shift = |at: usize| at.max(sent) - sent + replay_len;
-        for f in self.frames.iter_mut().take(pending) {
+        for f in self.frames.iter_mut().skip(n) {
             f.start = shift(f.start);
             f.end = shift(f.end);
         }
-        self.frames.rotate_right(n);
         for (at, _) in &mut self.flushes {
             *at = shift(*at);
         }
         std::mem::swap(&mut self.buf, &mut self.scratch);
         self.sent = 0;
+        self.tail = 0;
         Counters::add(&self.shared.counters.replayed, n as u64);
         // They are pending again: `written` counts them once more when they are.
         self.shared
@@ -456,7 +452,7 @@ impl Writer {
             (e.kind(), e.to_string())
         };
         Counters::add(&self.shared.counters.write_errors, 1);
-        if let Some(front) = self.frames.front() {
+        if let Some(front) = self.pending_front() {
             if self.sent > front.start {
                 Counters::add(&self.shared.counters.retried, 1);
             }
@@ -475,7 +471,7 @@ impl Writer {
         self.shared.notifier.publish(Event::WriteFailed {
             kind,
             error,
-            pending_records: self.frames.len(),
+            pending_records: self.frames.len() - self.tail,
         });
         if let Some(conn) = self.conn.take() {
             self.shared.retire(conn);
@@ -502,7 +498,7 @@ impl Writer {
             // record waits at most `idle_poll`.
             self.poll = (self.poll * 2).min(self.config.idle_poll);
         }
-        if !self.unread.is_empty() {
+        if self.tail > 0 {
             self.forget_read();
         }
         let mut timeout = self.poll;
@@ -532,7 +528,13 @@ impl Writer {
             self.shared.cond.notify_all();
         }
         drop(self.conn.take());
-        self.frames.drain(..).map(|f| f.record).collect()
+        // The unread tail was written: the agent may still read it. The rest is handed
+        // back.
+        self.frames
+            .drain(..)
+            .skip(self.tail)
+            .map(|f| f.record)
+            .collect()
     }
 }
 
