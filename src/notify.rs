@@ -77,6 +77,63 @@ pub enum Event {
     },
 }
 
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::ConnectFailed {
+                destination,
+                error,
+                failures,
+                retry_in,
+                ..
+            } => write!(
+                f,
+                "connecting to {destination} failed ({failures} in a row): {error}; retrying in {retry_in:?}"
+            ),
+            Event::Connected {
+                destination,
+                reconnect,
+            } => {
+                let again = if *reconnect {
+                    "reconnected"
+                } else {
+                    "connected"
+                };
+                write!(f, "{again} to {destination}")
+            }
+            Event::WriteFailed {
+                error,
+                pending_records,
+                ..
+            } => write!(
+                f,
+                "write failed: {error}; {pending_records} records wait for the next connection"
+            ),
+            Event::RecordsLost { count, reason } => match reason {
+                LossReason::Closed => write!(
+                    f,
+                    "{count} accepted records were not written before close (handed back)"
+                ),
+                LossReason::Abandoned => write!(
+                    f,
+                    "{count} accepted records were lost: the client was dropped or died first"
+                ),
+            },
+            Event::ClientDead { reason } => write!(f, "the client is dead: {reason}"),
+        }
+    }
+}
+
+#[cfg(feature = "log")]
+fn log_event(event: &Event) {
+    let level = match event {
+        Event::Connected { .. } => log::Level::Info,
+        Event::ConnectFailed { .. } | Event::WriteFailed { .. } => log::Level::Warn,
+        Event::RecordsLost { .. } | Event::ClientDead { .. } => log::Level::Error,
+    };
+    log::log!(target: "geneva_audit", level, "{event}");
+}
+
 pub(crate) struct Notifier {
     tx: Sender<Notification>,
     rx: Receiver<Notification>,
@@ -96,6 +153,8 @@ impl Notifier {
     /// Publishes an event without ever blocking: when the channel is full the oldest
     /// event is discarded (and counted) to make room.
     pub(crate) fn publish(&self, event: Event) {
+        #[cfg(feature = "log")]
+        log_event(&event);
         let mut n = Notification {
             at: SystemTime::now(),
             event,
