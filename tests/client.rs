@@ -503,3 +503,36 @@ fn without_the_replay_a_crash_loses_what_the_agent_had_not_read() {
     assert_eq!(received, [200]);
     assert_eq!(stats.replayed, 0);
 }
+
+#[test]
+fn close_cuts_a_long_backoff_short() {
+    let dir = TempDir::new("backoff");
+    let client = Client::builder(STI)
+        .unix_socket(dir.socket())
+        .backoff(geneva_audit::Backoff {
+            initial: Duration::from_secs(20),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            full_jitter: false,
+        })
+        .build()
+        .unwrap();
+    send_range(&client, 0, 5);
+    wait_until("a failed attempt", || client.stats().connect_failures >= 1);
+    let started = Instant::now();
+    let report = client.close(Duration::from_millis(200));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "close took {took:?}");
+    assert!(report.clean, "a thread was left behind");
+    assert_eq!(report.unsent.len(), 5);
+    assert_eq!(report.stats.lost, 5);
+}
+
+#[test]
+fn the_client_and_its_errors_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Client>();
+    send_sync::<SendError>();
+    send_sync::<geneva_audit::Record>();
+    send_sync::<geneva_audit::Notification>();
+}
