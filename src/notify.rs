@@ -26,6 +26,9 @@ pub enum LossReason {
     Closed,
     /// The client was dropped or died before they were written.
     Abandoned,
+    /// The encoder could not write the record's frame (its measuring and writing
+    /// disagreed: a bug, which the tests and the fuzzer look for).
+    Unencodable,
 }
 
 /// The events the client reports.
@@ -117,6 +120,10 @@ impl std::fmt::Display for Event {
                 LossReason::Abandoned => write!(
                     f,
                     "{count} accepted records were lost: the client was dropped or died first"
+                ),
+                LossReason::Unencodable => write!(
+                    f,
+                    "{count} accepted records were lost: the encoder could not write them (a bug)"
                 ),
             },
             Event::ClientDead { reason } => write!(f, "the client is dead: {reason}"),

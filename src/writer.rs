@@ -23,7 +23,7 @@ use rmp::encode::ByteBuf;
 
 use crate::config::Config;
 use crate::encode::{Heartbeat, append_heartbeat, append_record};
-use crate::notify::Event;
+use crate::notify::{Event, LossReason};
 use crate::record::Record;
 use crate::stats::Counters;
 use crate::supervisor::Shared;
@@ -195,7 +195,14 @@ impl Writer {
                 Ok(Item::Record(ts, record)) => {
                     self.busy = true;
                     let start = self.buf.as_slice().len();
-                    append_record(&mut self.buf, &self.config.service_tree_id, ts, &record);
+                    if !append_record(&mut self.buf, &self.config.service_tree_id, ts, &record) {
+                        Counters::add(&self.shared.counters.lost, 1);
+                        self.shared.notifier.publish(Event::RecordsLost {
+                            count: 1,
+                            reason: LossReason::Unencodable,
+                        });
+                        continue;
+                    }
                     let end = self.buf.as_slice().len();
                     self.frames.push_back(Frame {
                         start,
@@ -270,7 +277,9 @@ impl Writer {
     fn queue_heartbeat(&mut self) {
         self.hb_buf.as_mut_vec().clear();
         self.hb_sent = 0;
-        append_heartbeat(&mut self.hb_buf, unix_now(), &self.heartbeat);
+        if !append_heartbeat(&mut self.hb_buf, unix_now(), &self.heartbeat) {
+            Counters::add(&self.shared.counters.heartbeats_dropped, 1);
+        }
         self.next_heartbeat = Some(Instant::now() + self.config.heartbeat_interval);
     }
 
@@ -394,7 +403,8 @@ impl Writer {
         self.scratch.as_mut_vec().clear();
         for f in self.frames.iter_mut().take(n) {
             f.start = self.scratch.as_slice().len();
-            append_record(
+            // Encoding is deterministic, and each of these records was encoded before.
+            let _written = append_record(
                 &mut self.scratch,
                 &self.config.service_tree_id,
                 f.ts,
