@@ -137,7 +137,8 @@ fn a_full_queue_refuses_at_once_and_hands_the_record_back() {
     }
     let stats = client.stats();
     assert_eq!(stats.refused_full, 1);
-    assert_eq!(stats.queue_len, 16);
+    // (The writer may have taken one more off the queue since.)
+    assert!(stats.queue_len >= 15, "{stats:?}");
     // Once the agent reads again, everything accepted arrives, in order.
     agent.resume_reading();
     client.flush(PATIENCE).unwrap();
