@@ -22,7 +22,7 @@ mod writer;
 
 pub use backoff::Backoff;
 pub use client::{BuildError, Client, ClientBuilder, CloseReport, FlushError, SendError};
-pub use encode::{Encoder, Heartbeat, encoded_len};
+pub use encode::{Encoder, Heartbeat, encoded_len, encoded_len_bound};
 pub use kinds::{
     CallerIdentityType, MessageKind, OperationCategory, OperationResult, OperationType,
 };

@@ -416,6 +416,7 @@ proptest! {
         let frame = encoder.encode(spec.ts, &record).to_vec();
         prop_assert_eq!(encoder.encoded_len(&record), frame.len());
         prop_assert_eq!(geneva_audit::encoded_len(SID, &record), frame.len());
+        prop_assert!(geneva_audit::encoded_len_bound(SID, &record) >= frame.len());
 
         let mut rd = &frame[..];
         let decoded = rmpv::decode::read_value(&mut rd).expect("frame decodes");
