@@ -449,9 +449,11 @@ fn send(opts: &Options) -> ExitCode {
     });
 
     let mut unsent = unsent_unqueued;
+    let mut clean = true;
     if let Some(client) = client {
         let report = client.close(close_timeout);
-        unsent += report.unsent.len();
+        // `lost` counts what close handed back and anything a stuck writer still held.
+        unsent += usize::try_from(report.stats.lost).unwrap_or(usize::MAX);
         eprintln!(
             "geneva-audit: written {}, unsent {unsent}, invalid lines {invalid}{}",
             report.written,
@@ -462,10 +464,11 @@ fn send(opts: &Options) -> ExitCode {
             }
         );
         eprintln!("geneva-audit: stats {:?}", report.stats);
+        clean = report.clean;
     } else if !fatal {
         eprintln!("geneva-audit: no input");
     }
-    if fatal || !complete || invalid > 0 || unsent > 0 {
+    if fatal || !complete || invalid > 0 || unsent > 0 || !clean {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
