@@ -60,7 +60,8 @@ impl BackoffState {
             .powi(self.failures.min(64) as i32);
         let secs = self.config.initial.as_secs_f64() * factor;
         let max = self.config.max.as_secs_f64();
-        Duration::from_secs_f64(if secs.is_finite() { secs.min(max) } else { max })
+        let capped = if secs.is_finite() { secs.min(max) } else { max };
+        Duration::try_from_secs_f64(capped).unwrap_or(self.config.max)
     }
 
     /// Records a failure and returns how long to wait before the next attempt.
@@ -76,7 +77,7 @@ impl BackoffState {
         self.rng ^= self.rng >> 27;
         let r = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
         let unit = (r >> 11) as f64 / (1u64 << 53) as f64;
-        cap.mul_f64(unit)
+        Duration::try_from_secs_f64(cap.as_secs_f64() * unit).unwrap_or(cap)
     }
 
     /// Forgets the failures after a successful connection.
@@ -125,6 +126,19 @@ mod tests {
             (0.3..0.7).contains(&mean),
             "mean {mean} should be near half the cap"
         );
+    }
+
+    #[test]
+    fn a_huge_maximum_does_not_overflow() {
+        let mut b = BackoffState::new(Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::MAX,
+            multiplier: 1e6,
+            full_jitter: true,
+        });
+        for _ in 0..100 {
+            let _ = b.next_delay();
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle, Thread};
@@ -16,6 +17,7 @@ use parking_lot::Mutex;
 
 use crate::backoff::Backoff;
 use crate::config::Config;
+use crate::deadline;
 use crate::encode::{encoded_len, encoded_len_bound};
 use crate::notify::{Event, LossReason, Notification, Notifier};
 use crate::record::{Record, Text};
@@ -297,6 +299,16 @@ impl ClientBuilder {
         if config.idle_poll.is_zero() {
             return Err(BuildError::Config("idle poll interval must be positive"));
         }
+        // A send timeout under a microsecond reaches the kernel as zero: block forever.
+        if config.write_timeout < Duration::from_millis(1) {
+            return Err(BuildError::Config("write timeout must be at least 1 ms"));
+        }
+        if config.connect_timeout < Duration::from_millis(1) {
+            return Err(BuildError::Config("connect timeout must be at least 1 ms"));
+        }
+        if config.heartbeat_interval.is_zero() {
+            return Err(BuildError::Config("heartbeat interval must be positive"));
+        }
         let config = Arc::new(config);
         let counters = Arc::new(Counters::default());
         let notifier = Notifier::new(config.notification_capacity, Arc::clone(&counters));
@@ -308,14 +320,31 @@ impl ClientBuilder {
             let (shared, config) = (Arc::clone(&shared), Arc::clone(&config));
             thread::Builder::new()
                 .name("geneva-audit-supervisor".into())
-                .spawn(move || supervisor::run(shared, config))
+                .spawn(move || {
+                    let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&shared), config));
+                    if catch_unwind(run).is_err() {
+                        shared.die("the supervisor thread panicked".into());
+                        shared.lock().supervisor_done = true;
+                        shared.cond.notify_all();
+                    }
+                })
                 .map_err(BuildError::Spawn)?
         };
         let writer = {
             let w = Writer::new(Arc::clone(&shared), Arc::clone(&config), rx.clone());
+            let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("geneva-audit-writer".into())
-                .spawn(move || w.run())
+                .spawn(move || {
+                    catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
+                        // No panic is known to reach here; should one, the client says
+                        // so and close counts what the writer held as lost.
+                        shared.die("the writer thread panicked".into());
+                        shared.lock().writer_done = true;
+                        shared.cond.notify_all();
+                        Vec::new()
+                    })
+                })
         };
         let writer = match writer {
             Ok(w) => w,
@@ -333,6 +362,7 @@ impl ClientBuilder {
             wake_len: config.queue_capacity.div_ceil(2),
             notifications,
             threads: Mutex::new(Some((writer, supervisor))),
+            closing: Mutex::new(()),
             shared,
             counters,
             config,
@@ -370,6 +400,8 @@ struct Inner {
     notifications: Receiver<Notification>,
     writer_thread: Thread,
     threads: Mutex<Option<Threads>>,
+    /// Held for the whole of a close.
+    closing: Mutex<()>,
 }
 
 /// A client of the Geneva agent: validates records on the caller's thread, queues them,
@@ -464,7 +496,7 @@ impl Client {
     /// Like [`Client::try_send`], but waits up to `timeout` for room in the queue.
     pub fn send_timeout(&self, record: Record, timeout: Duration) -> Result<(), SendError> {
         let ts = unix_now();
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline::after(timeout);
         let mut record = self.check(record)?;
         loop {
             let slice = deadline
@@ -549,10 +581,13 @@ impl Client {
     /// Waits until every record accepted before this call has been written to the
     /// socket, or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline::after(timeout);
         let signal = Arc::new(FlushSignal::default());
         let inner = &*self.inner;
         let mut item = Item::Flush(Arc::clone(&signal));
+        if inner.shared.dead.load(Ordering::Relaxed) {
+            return Err(FlushError::Closed);
+        }
         loop {
             if inner.gate.fetch_add(1, Ordering::SeqCst) & CLOSED != 0 {
                 inner.gate.fetch_sub(1, Ordering::SeqCst);
@@ -570,10 +605,10 @@ impl Client {
             }
         }
         inner.writer_thread.unpark();
-        if signal.wait_until(deadline) {
-            Ok(())
-        } else {
-            Err(self.flush_timeout())
+        match signal.wait_until(deadline) {
+            Some(true) => Ok(()),
+            Some(false) => Err(FlushError::Closed),
+            None => Err(self.flush_timeout()),
         }
     }
 
@@ -604,7 +639,7 @@ impl Client {
 
     fn await_first_connection(&self) -> Result<(), BuildError> {
         let shared = &self.inner.shared;
-        let deadline = Instant::now() + self.inner.config.connect_timeout;
+        let deadline = deadline::after(self.inner.config.connect_timeout);
         let mut st = shared.lock();
         loop {
             if st.ready.is_some() || self.inner.counters.connects.load(Ordering::Relaxed) > 0 {
@@ -637,12 +672,14 @@ fn item_record(item: Item) -> Record {
 
 impl Inner {
     fn close(&self, timeout: Duration, reason: LossReason) -> CloseReport {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline::after(timeout);
         // 1. Refuse new records, and wait for pushes already past the gate.
         self.gate.fetch_or(CLOSED, Ordering::SeqCst);
         while self.gate.load(Ordering::SeqCst) & !CLOSED != 0 {
             thread::yield_now();
         }
+        // A second close waits for the first to finish, then finds nothing left to do.
+        let _closing = self.closing.lock();
         let Some((writer, supervisor)) = self.threads.lock().take() else {
             return CloseReport {
                 written: self.counters.written.load(Ordering::Relaxed),
@@ -687,7 +724,10 @@ impl Inner {
         // 4. What the writer never took is still queued.
         unsent.extend(self.rx.try_iter().filter_map(|item| match item {
             Item::Record(_, record) => Some(record),
-            Item::Flush(_) => None,
+            Item::Flush(signal) => {
+                signal.cancel();
+                None
+            }
         }));
         let lost = unsent.len() as u64;
         if lost > 0 {
@@ -697,10 +737,15 @@ impl Inner {
                 reason,
             });
         }
-        if !writer_done {
-            // The writer is blocked in the OS; whatever it holds cannot be handed back.
-            let stats = self.counters.snapshot(0);
-            Counters::add(&self.counters.lost, stats.pending);
+        // Whatever is still pending now cannot be handed back: the writer is blocked in
+        // the OS (or died) with it.
+        let rest = self.counters.snapshot(0).pending;
+        if rest > 0 {
+            Counters::add(&self.counters.lost, rest);
+            self.shared.notifier.publish(Event::RecordsLost {
+                count: rest,
+                reason: LossReason::Abandoned,
+            });
         }
         CloseReport {
             written: self.counters.written.load(Ordering::Relaxed),

@@ -10,6 +10,7 @@
 mod backoff;
 mod client;
 mod config;
+mod deadline;
 mod encode;
 mod kinds;
 mod notify;

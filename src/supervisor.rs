@@ -10,7 +10,6 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use socket2::Socket;
@@ -53,6 +52,10 @@ pub(crate) struct LinkState {
     pub(crate) supervisor_done: bool,
     /// Closes of broken connections still running.
     pub(crate) pending_closes: usize,
+    /// A record went through on the current connection: the next reconnection may come
+    /// without backoff. (One that fails before carrying anything backs off like a failed
+    /// connect, or a crash-looping agent would be reconnected to in a hot loop.)
+    pub(crate) healthy: bool,
     /// The last connection error, for a builder waiting for the first connection.
     pub(crate) last_error: Option<(io::ErrorKind, String)>,
 }
@@ -130,6 +133,7 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
     let mut backoff = BackoffState::new(config.backoff);
     let destination = config.transport.to_string();
     let mut connected_before = false;
+    let mut handed_over = false;
     loop {
         {
             let mut st = shared.lock();
@@ -140,13 +144,30 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
             if st.stop {
                 break;
             }
+            // Asked again after handing a connection over: it has failed.
+            if std::mem::take(&mut handed_over) {
+                if std::mem::take(&mut st.healthy) {
+                    backoff.reset();
+                } else {
+                    // It carried nothing before it failed: back off as after a failed
+                    // connect.
+                    let until = crate::deadline::after(backoff.next_delay());
+                    while !st.stop {
+                        if shared.cond.wait_until(&mut st, until).timed_out() {
+                            break;
+                        }
+                    }
+                    if st.stop {
+                        break;
+                    }
+                }
+            }
         }
         match config
             .transport
             .connect(config.connect_timeout, config.write_timeout)
         {
             Ok(conn) => {
-                backoff.reset();
                 Counters::add(&shared.counters.connects, 1);
                 {
                     let mut st = shared.lock();
@@ -162,6 +183,7 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
                     reconnect: connected_before,
                 });
                 connected_before = true;
+                handed_over = true;
             }
             Err(e) => {
                 Counters::add(&shared.counters.connect_failures, 1);
@@ -173,7 +195,7 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
                     failures: backoff.failures(),
                     retry_in,
                 });
-                let until = Instant::now() + retry_in;
+                let until = crate::deadline::after(retry_in);
                 let mut st = shared.lock();
                 st.last_error = Some((e.kind(), e.to_string()));
                 shared.cond.notify_all();

@@ -108,6 +108,17 @@ impl fmt::Display for Transport {
     }
 }
 
+/// What the kernel knows of the bytes the peer has not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unread {
+    /// The peer is alive and has this many bytes left to read.
+    Bytes(usize),
+    /// The peer has closed or died.
+    PeerClosed,
+    /// The kernel cannot tell (not a socket it answers `SIOCOUTQ` for).
+    Unknown,
+}
+
 /// An open connection to the agent.
 pub(crate) enum Connection {
     Socket(Socket),
@@ -129,19 +140,31 @@ impl Connection {
     }
 
     /// How many bytes written to this connection the peer has not read yet, as the
-    /// kernel accounts them (an upper bound of the payload). `None` where the transport
-    /// cannot tell or the peer is gone (its unread bytes were discarded with it, so the
-    /// kernel's count no longer says anything).
-    pub(crate) fn unread_bytes(&self) -> Option<usize> {
+    /// kernel accounts them (an upper bound of the payload), or that the peer is gone
+    /// (its unread bytes were discarded with it, so the kernel's count says nothing), or
+    /// that the kernel cannot tell.
+    pub(crate) fn unread(&self) -> Unread {
         let Connection::Socket(s) = self else {
-            return Some(0);
+            return Unread::Bytes(0);
         };
-        let unread = outq(s).ok()?;
+        let Ok(unread) = outq(s) else {
+            return Unread::Unknown;
+        };
         // Asked after the count: a peer that died before it shows as closed here too.
         if peer_closed(s) {
-            return None;
+            return Unread::PeerClosed;
         }
-        Some(unread)
+        Unread::Bytes(unread)
+    }
+
+    /// Whether the socket holds an error, such as the reset a peer that died with unread
+    /// data leaves behind. Unlike [`Connection::unread`], our own shutdown does not
+    /// count. (Reading the error clears it: ask only when done with the connection.)
+    pub(crate) fn take_error(&self) -> bool {
+        match self {
+            Connection::Socket(s) => matches!(s.take_error(), Ok(Some(_)) | Err(_)),
+            _ => false,
+        }
     }
 
     /// A second handle on the same socket, so another thread can shut it down and
@@ -224,7 +247,7 @@ impl MemorySink {
     /// Waits until at least `len` bytes have been written or `timeout` passes; returns
     /// whether they were.
     pub fn wait_for_len(&self, len: usize, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         let mut bytes = self.inner.0.lock();
         while bytes.len() < len {
             if self.inner.1.wait_until(&mut bytes, deadline).timed_out() {

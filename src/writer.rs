@@ -27,7 +27,7 @@ use crate::notify::{Event, LossReason};
 use crate::record::Record;
 use crate::stats::Counters;
 use crate::supervisor::Shared;
-use crate::transport::{Connection, Transport};
+use crate::transport::{Connection, Transport, Unread};
 
 /// The buffer size past which the writer stops taking records and writes.
 pub(crate) const BATCH_BYTES: usize = 64 * 1024;
@@ -49,28 +49,39 @@ pub(crate) enum Item {
     Flush(Arc<FlushSignal>),
 }
 
-/// A one-shot signal for `flush`.
+/// A one-shot signal for `flush`: set once everything before it is written, or
+/// cancelled when the client stops first.
 #[derive(Default)]
 pub(crate) struct FlushSignal {
-    done: Mutex<bool>,
+    state: Mutex<Option<bool>>,
     cond: Condvar,
 }
 
 impl FlushSignal {
     fn set(&self) {
-        *self.done.lock() = true;
+        self.settle(true);
+    }
+
+    /// The client stopped before the flush's records were written.
+    pub(crate) fn cancel(&self) {
+        self.settle(false);
+    }
+
+    fn settle(&self, done: bool) {
+        self.state.lock().get_or_insert(done);
         self.cond.notify_all();
     }
 
-    /// Waits until set or `deadline`; returns whether it was set.
-    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
-        let mut done = self.done.lock();
-        while !*done {
-            if self.cond.wait_until(&mut done, deadline).timed_out() {
-                return *done;
+    /// Waits until settled or `deadline`: `Some(true)` written, `Some(false)` cancelled,
+    /// `None` timed out.
+    pub(crate) fn wait_until(&self, deadline: Instant) -> Option<bool> {
+        let mut state = self.state.lock();
+        while state.is_none() {
+            if self.cond.wait_until(&mut state, deadline).timed_out() {
+                break;
             }
         }
-        true
+        *state
     }
 }
 
@@ -103,6 +114,8 @@ pub(crate) struct Writer {
     /// yet completely written. One deque, so a record is never moved between the two.
     frames: VecDeque<Frame>,
     tail: usize,
+    /// The tail's length at the last check of what the agent has read.
+    checked_at: usize,
     /// Flush signals and the buffer offset they wait for.
     flushes: Vec<(usize, Arc<FlushSignal>)>,
     conn: Option<Connection>,
@@ -139,6 +152,7 @@ impl Writer {
             sent: 0,
             frames: VecDeque::with_capacity(2048),
             tail: 0,
+            checked_at: 0,
             flushes: Vec::new(),
             conn: None,
             conn_has_record: false,
@@ -148,7 +162,9 @@ impl Writer {
             next_heartbeat: None,
             busy: false,
             poll: FIRST_POLL,
-            replay: config.replay_unread
+            // SIOCOUTQ on sockets is Linux's.
+            replay: cfg!(target_os = "linux")
+                && config.replay_unread
                 && matches!(config.transport, Transport::Unix(_) | Transport::Tcp(_)),
             conn_written: 0,
             scratch: ByteBuf::with_capacity(BATCH_BYTES * 2),
@@ -281,7 +297,7 @@ impl Writer {
         if !append_heartbeat(&mut self.hb_buf, unix_now(), &self.heartbeat) {
             Counters::add(&self.shared.counters.heartbeats_dropped, 1);
         }
-        self.next_heartbeat = Some(Instant::now() + self.config.heartbeat_interval);
+        self.next_heartbeat = Some(crate::deadline::after(self.config.heartbeat_interval));
     }
 
     /// Whether the socket stands between two record frames, where a heartbeat may go.
@@ -357,14 +373,11 @@ impl Writer {
             // Dropped in place: no record is moved out just to be dropped.
             self.frames.drain(..done);
         }
-        let done = done as u64;
-        if self.tail >= UNREAD_CHECK_EVERY {
-            self.forget_read();
-        }
         if done > 0 {
-            Counters::add(&self.shared.counters.written, done);
+            Counters::add(&self.shared.counters.written, done as u64);
             if !self.conn_has_record {
                 self.conn_has_record = true;
+                self.shared.lock().healthy = true;
                 self.queue_heartbeat();
             }
         }
@@ -382,14 +395,39 @@ impl Writer {
                 !reached
             });
         }
+        // Last: a closed peer found here fails the connection and replays the tail.
+        if self.tail >= self.checked_at + UNREAD_CHECK_EVERY {
+            self.forget_read();
+        }
     }
 
     /// Drops from the unread tail what the agent has read: everything but the last
     /// `SIOCOUTQ` bytes written on this connection.
+    ///
+    /// A peer found closed fails the connection at once, so the tail is replayed on the
+    /// next one even when no write is coming to discover the failure. Where the kernel
+    /// cannot tell, the tail cannot be protected: it is let go and the replay is off.
     fn forget_read(&mut self) {
-        let Some(unread) = self.conn.as_ref().and_then(Connection::unread_bytes) else {
+        let Some(unread) = self.conn.as_ref().map(Connection::unread) else {
             return;
         };
+        match unread {
+            Unread::Bytes(unread) => self.trim_read(unread),
+            Unread::PeerClosed => self.fail(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the agent closed the connection",
+            )),
+            Unread::Unknown => {
+                self.frames.drain(..self.tail);
+                self.tail = 0;
+                self.replay = false;
+            }
+        }
+        self.checked_at = self.tail;
+    }
+
+    /// Drops the tail's records that lie before the last `unread` bytes of the stream.
+    fn trim_read(&mut self, unread: usize) {
         let read = self.conn_written.saturating_sub(unread as u64);
         let known_read = self
             .frames
@@ -436,6 +474,7 @@ impl Writer {
         std::mem::swap(&mut self.buf, &mut self.scratch);
         self.sent = 0;
         self.tail = 0;
+        self.checked_at = 0;
         Counters::add(&self.shared.counters.replayed, n as u64);
         // They are pending again: `written` counts them once more when they are.
         self.shared
@@ -475,8 +514,9 @@ impl Writer {
             }
             self.sent = front.start;
         }
-        if self.hb_sent > 0 {
-            // A heartbeat cut in half is not resent; the next connection gets its own.
+        if !self.hb_buf.as_slice().is_empty() {
+            // Not resent: the next connection gets its own after its first record.
+            Counters::add(&self.shared.counters.heartbeats_dropped, 1);
             self.hb_buf.as_mut_vec().clear();
             self.hb_sent = 0;
         }
@@ -537,6 +577,34 @@ impl Writer {
     fn finish(mut self) -> Vec<Record> {
         if !self.hb_buf.as_slice().is_empty() {
             Counters::add(&self.shared.counters.heartbeats_dropped, 1);
+        }
+        // The unread tail was written and a live agent may still read it after we close.
+        // A dead one will not: then it is handed back with the rest. (When close shut the
+        // socket itself at its deadline, the kernel reports our own shutdown as the
+        // peer's closing; a dead peer still shows by the reset it left.)
+        let stopped = self.shared.lock().stop;
+        if self.tail > 0 {
+            let dead = match self.conn.as_ref() {
+                Some(conn) if stopped => conn.take_error(),
+                Some(conn) => match conn.unread() {
+                    Unread::Bytes(unread) => {
+                        self.trim_read(unread);
+                        false
+                    }
+                    Unread::PeerClosed | Unread::Unknown => true,
+                },
+                None => false,
+            };
+            if dead {
+                self.shared
+                    .counters
+                    .written
+                    .fetch_sub(self.tail as u64, std::sync::atomic::Ordering::Relaxed);
+                self.tail = 0;
+            }
+        }
+        for (_, signal) in self.flushes.drain(..) {
+            signal.cancel();
         }
         {
             let mut st = self.shared.lock();

@@ -537,3 +537,153 @@ fn the_client_and_its_errors_cross_threads() {
     send_sync::<geneva_audit::Record>();
     send_sync::<geneva_audit::Notification>();
 }
+
+#[test]
+fn an_agent_dying_while_the_client_is_idle_gets_its_unread_records_again() {
+    let dir = TempDir::new("idle-death");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    agent.stop_reading();
+    send_range(&client, 0, 100);
+    client.flush(PATIENCE).unwrap();
+    agent.kill();
+    agent.resume_reading();
+    agent.restart().unwrap();
+    // No further record: the idle writer finds the peer gone on its own. (The agent's
+    // reader may have taken a few frames from the kernel just before it was paused; the
+    // killed agent keeps those, and they come again with the replay.)
+    wait_until("the unread records, replayed", || {
+        seqs(&agent.frames()).last() == Some(&99)
+    });
+    let mut seen = std::collections::HashSet::new();
+    let (first, _) = first_arrivals(&seqs(&agent.frames()), &mut seen);
+    assert_consecutive(&first, 0, 100);
+    let s = client.close(PATIENCE).stats;
+    assert_eq!((s.accepted, s.written, s.lost), (100, 100, 0));
+    assert!(s.replayed > 0);
+}
+
+#[test]
+fn closing_after_the_agent_died_hands_back_what_it_never_read() {
+    let dir = TempDir::new("dead-close");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let notifications = client.notifications();
+    agent.stop_reading();
+    send_range(&client, 0, 100);
+    client.flush(PATIENCE).unwrap();
+    agent.kill();
+    let report = client.close(Duration::from_millis(300));
+    // What the agent's reader had taken from the kernel before it was paused counts as
+    // received (the killed agent keeps it); everything else comes back, in order.
+    let received = seqs(&agent.frames());
+    assert_consecutive(&received, 0, received.len() as u64);
+    let unsent: Vec<u64> = report
+        .unsent
+        .iter()
+        .map(|r| r.get_operation_name()["Operation".len()..].parse().unwrap())
+        .collect();
+    assert_consecutive(&unsent, received.len() as u64, 100);
+    assert!(
+        !unsent.is_empty(),
+        "the agent read everything before it was paused"
+    );
+    let s = report.stats;
+    assert_eq!(s.accepted, 100);
+    assert_eq!(s.lost, unsent.len() as u64);
+    assert_eq!(s.written + s.lost, 100);
+    let lost = s.lost;
+    assert!(notifications.try_iter().any(|n| matches!(
+        n.event,
+        Event::RecordsLost { count, .. } if count == lost
+    )));
+}
+
+#[test]
+fn huge_timeouts_and_intervals_mean_no_limit_not_a_panic() {
+    let dir = TempDir::new("huge");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .heartbeat_interval(Duration::MAX)
+        .drop_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    client.send_timeout(record(0), Duration::MAX).unwrap();
+    client.flush(Duration::MAX).unwrap();
+    agent.wait_for_frames(2, PATIENCE).unwrap();
+    let report = client.close(Duration::MAX);
+    assert!(report.clean);
+    assert_eq!(report.written, 1);
+}
+
+#[test]
+fn timeouts_the_kernel_would_read_as_forever_are_refused() {
+    let err = Client::builder(STI)
+        .write_timeout(Duration::from_nanos(500))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::Config(_)), "{err}");
+}
+
+#[test]
+fn an_agent_that_drops_every_connection_is_not_reconnected_to_in_a_hot_loop() {
+    let dir = TempDir::new("crash-loop");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.set_refuse_connections(true);
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    send_range(&client, 0, 20);
+    // The passage of time is what is measured here: a second of a crash-looping agent.
+    std::thread::sleep(Duration::from_secs(1));
+    let s = client.stats();
+    // Backoff from 5 ms to 50 ms allows about 25 attempts a second; a hot loop made
+    // thousands.
+    assert!(s.connects <= 60, "{} connections in a second", s.connects);
+    assert!(s.connects >= 3, "the client stopped trying: {s:?}");
+    drop(agent);
+    client.close(Duration::ZERO);
+}
+
+#[test]
+fn a_heartbeat_that_could_not_be_written_does_not_hold_up_flush() {
+    let dir = TempDir::new("stale-heartbeat");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .replay_unread(false)
+        .heartbeat_interval(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    send_range(&client, 0, 1);
+    client.flush(PATIENCE).unwrap();
+    agent.wait_for_frames(2, PATIENCE).unwrap();
+    agent.kill();
+    // A heartbeat comes due, its write fails, the client is left with nothing to write.
+    wait_until("a failed write", || client.stats().write_errors >= 1);
+    let started = Instant::now();
+    client.flush(PATIENCE).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let started = Instant::now();
+    let report = client.close(PATIENCE);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(report.unsent.is_empty());
+}
+
+#[test]
+fn flush_hears_about_close() {
+    let dir = TempDir::new("flush-close");
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    send_range(&client, 0, 5);
+    let flusher = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (client.flush(PATIENCE), started.elapsed())
+        })
+    };
+    let report = client.close(Duration::from_millis(100));
+    assert_eq!(report.unsent.len(), 5);
+    let (result, took) = flusher.join().unwrap();
+    assert_eq!(result, Err(FlushError::Closed));
+    assert!(took < Duration::from_secs(5), "flush took {took:?}");
+}
