@@ -631,8 +631,15 @@ impl Client {
     }
 
     /// Stops accepting records, writes what is queued within `timeout`, closes the
-    /// connection, stops the threads, and hands back what was not written. Calling it
-    /// again returns at once with nothing more to hand back.
+    /// connection, stops the threads, and hands back what was not written. A second call
+    /// waits for the first, then returns with nothing more to hand back.
+    ///
+    /// Past `timeout` it unblocks a write stuck in the kernel and gives the threads up
+    /// to half a second more to stop; a thread still stuck in the OS after that is left
+    /// behind ([`CloseReport::clean`] is false) and what it held is counted as lost.
+    /// Dropping the last handle closes with [`ClientBuilder::drop_timeout`]: on an async
+    /// executor's thread, close explicitly (or keep that timeout short) rather than
+    /// blocking the executor in `Drop`.
     pub fn close(&self, timeout: Duration) -> CloseReport {
         self.inner.close(timeout, LossReason::Closed)
     }
