@@ -20,6 +20,10 @@ use crate::notify::{Event, Notifier};
 use crate::stats::Counters;
 use crate::transport::Connection;
 
+/// A connection that lasted this long (or on which the agent was seen reading) was a
+/// good one: the next reconnection comes without backoff.
+const HEALTHY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Closes of broken connections allowed to hang at once before the client gives up.
 pub(crate) const MAX_PENDING_CLOSES: usize = 4;
 
@@ -52,8 +56,8 @@ pub(crate) struct LinkState {
     pub(crate) supervisor_done: bool,
     /// Closes of broken connections still running.
     pub(crate) pending_closes: usize,
-    /// A record went through on the current connection: the next reconnection may come
-    /// without backoff. (One that fails before carrying anything backs off like a failed
+    /// The agent was seen reading the current connection: the next reconnection may come
+    /// without backoff. (One that fails young without that backs off like a failed
     /// connect, or a crash-looping agent would be reconnected to in a hot loop.)
     pub(crate) healthy: bool,
     /// The last connection error, for a builder waiting for the first connection.
@@ -133,7 +137,7 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
     let mut backoff = BackoffState::new(config.backoff);
     let destination = config.transport.to_string();
     let mut connected_before = false;
-    let mut handed_over = false;
+    let mut handed_over: Option<std::time::Instant> = None;
     loop {
         {
             let mut st = shared.lock();
@@ -145,8 +149,9 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
                 break;
             }
             // Asked again after handing a connection over: it has failed.
-            if std::mem::take(&mut handed_over) {
-                if std::mem::take(&mut st.healthy) {
+            if let Some(at) = handed_over.take() {
+                let lasted = at.elapsed() >= HEALTHY_AFTER;
+                if std::mem::take(&mut st.healthy) || lasted {
                     backoff.reset();
                 } else {
                     // It carried nothing before it failed: back off as after a failed
@@ -183,7 +188,7 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
                     reconnect: connected_before,
                 });
                 connected_before = true;
-                handed_over = true;
+                handed_over = Some(std::time::Instant::now());
             }
             Err(e) => {
                 Counters::add(&shared.counters.connect_failures, 1);

@@ -135,6 +135,8 @@ pub(crate) struct Writer {
     replay: bool,
     /// Bytes handed to this connection so far.
     conn_written: u64,
+    /// Whether the kernel has shown the agent reading from this connection.
+    agent_reads: bool,
     /// Where a replay is assembled before it replaces `buf`.
     scratch: ByteBuf,
 }
@@ -167,6 +169,7 @@ impl Writer {
                 && config.replay_unread
                 && matches!(config.transport, Transport::Unix(_) | Transport::Tcp(_)),
             conn_written: 0,
+            agent_reads: false,
             scratch: ByteBuf::with_capacity(BATCH_BYTES * 2),
             config,
         }
@@ -258,6 +261,7 @@ impl Writer {
     fn set_connection(&mut self, conn: Connection) {
         self.conn = Some(conn);
         self.conn_written = 0;
+        self.agent_reads = false;
         self.conn_has_record = false;
         self.next_heartbeat = None;
     }
@@ -377,7 +381,6 @@ impl Writer {
             Counters::add(&self.shared.counters.written, done as u64);
             if !self.conn_has_record {
                 self.conn_has_record = true;
-                self.shared.lock().healthy = true;
                 self.queue_heartbeat();
             }
         }
@@ -429,6 +432,11 @@ impl Writer {
     /// Drops the tail's records that lie before the last `unread` bytes of the stream.
     fn trim_read(&mut self, unread: usize) {
         let read = self.conn_written.saturating_sub(unread as u64);
+        if read > 0 && !self.agent_reads {
+            // The agent reads this connection: a later failure is not a crash loop.
+            self.agent_reads = true;
+            self.shared.lock().healthy = true;
+        }
         let known_read = self
             .frames
             .range(..self.tail)

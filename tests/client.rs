@@ -224,8 +224,9 @@ fn agent_restarted_between_bursts_loses_nothing_of_the_next_burst() {
         agent.restart().unwrap();
     }
     let stats = client.stats();
-    // The first write after each restart failed and was made again on a new connection.
-    assert_eq!(stats.write_errors, 2);
+    // Each death failed the connection (found by a write, or by the idle writer's look
+    // at the socket) and the records went again on a new connection.
+    assert!((2..=4).contains(&stats.write_errors), "{stats:?}");
     assert_eq!(stats.connects, 3);
     assert_eq!(stats.written, 300);
     client.close(PATIENCE);
@@ -583,7 +584,10 @@ fn closing_after_the_agent_died_hands_back_what_it_never_read() {
         .iter()
         .map(|r| r.get_operation_name()["Operation".len()..].parse().unwrap())
         .collect();
-    assert_consecutive(&unsent, received.len() as u64, 100);
+    // Those the agent read after the client's last look come back too (at least once).
+    let first = *unsent.first().expect("something comes back");
+    assert!(first <= received.len() as u64, "a gap before {first}");
+    assert_consecutive(&unsent, first, 100);
     assert!(
         !unsent.is_empty(),
         "the agent read everything before it was paused"

@@ -886,7 +886,11 @@ fn a_thousand_reconnects_leak_no_descriptor_and_no_thread() {
         thread_names()
     );
     assert!(report.clean);
-    assert_eq!((s.accepted, s.written, s.lost), (sent, sent, 0));
+    // The last connection was dropped too: the client cannot know the agent read its
+    // tail, so close hands that back (at least once) rather than count it delivered.
+    assert_eq!(s.accepted, sent);
+    assert_eq!(s.written + s.lost, sent);
+    assert_eq!(s.lost, report.unsent.len() as u64);
     // Every record arrived, in order (each was read before its connection was dropped).
     assert_consecutive(&firsts, 0, sent);
 }
@@ -1068,9 +1072,11 @@ fn dropping_a_stuck_client_without_close_keeps_its_deadline_and_reports_the_loss
          {drop_timeout:?}); {n} accepted, {written} written, {lost} notified lost"
     );
     assert!(took < drop_timeout + Duration::from_secs(1), "{took:?}");
-    assert_eq!(
-        lost,
-        n - written,
-        "every unwritten record is notified as lost"
+    // The stuck write may still hand a few more bytes to the socket when close shuts it
+    // down, so the records written before the drop bound the loss from above; the full
+    // queue (64 records that never reached the writer) bounds it from below.
+    assert!(
+        (64..=n - written).contains(&lost),
+        "every unwritten record is notified as lost: {lost} of {n} accepted, {written} written"
     );
 }
