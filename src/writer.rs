@@ -481,14 +481,19 @@ impl Writer {
         }
         std::mem::swap(&mut self.buf, &mut self.scratch);
         self.sent = 0;
-        self.tail = 0;
-        self.checked_at = 0;
         Counters::add(&self.shared.counters.replayed, n as u64);
-        // They are pending again: `written` counts them once more when they are.
+        self.tail_back_to_pending();
+    }
+
+    /// The unread tail becomes pending again: `written` counts its records once more
+    /// only when they are written again (or never, when they are handed back).
+    fn tail_back_to_pending(&mut self) {
         self.shared
             .counters
             .written
-            .fetch_sub(n as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_sub(self.tail as u64, std::sync::atomic::Ordering::Relaxed);
+        self.tail = 0;
+        self.checked_at = 0;
     }
 
     /// Signals every flush whose records are all written.
@@ -604,11 +609,7 @@ impl Writer {
                 None => false,
             };
             if dead {
-                self.shared
-                    .counters
-                    .written
-                    .fetch_sub(self.tail as u64, std::sync::atomic::Ordering::Relaxed);
-                self.tail = 0;
+                self.tail_back_to_pending();
             }
         }
         for (_, signal) in self.flushes.drain(..) {
