@@ -313,7 +313,11 @@ impl ClientBuilder {
         let counters = Arc::new(Counters::default());
         let notifier = Notifier::new(config.notification_capacity, Arc::clone(&counters));
         let notifications = notifier.receiver();
-        let shared = Arc::new(Shared::new(Arc::clone(&counters), notifier));
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&counters),
+            notifier,
+            config.queue_capacity,
+        ));
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
 
         let supervisor = {
@@ -494,26 +498,38 @@ impl Client {
     }
 
     /// Like [`Client::try_send`], but waits up to `timeout` for room in the queue.
+    ///
+    /// A full queue puts the caller to sleep until the writer has drained it to half
+    /// full: it neither spins nor is woken once per freed slot, so a producer that
+    /// outpaces the agent leaves the CPU to the writer.
     pub fn send_timeout(&self, record: Record, timeout: Duration) -> Result<(), SendError> {
         let ts = unix_now();
         let deadline = deadline::after(timeout);
         let mut record = self.check(record)?;
+        let inner = &*self.inner;
         loop {
-            let slice = deadline
-                .saturating_duration_since(Instant::now())
-                .min(WAIT_SLICE);
             let result = self.with_gate(record, |tx, record| {
-                match tx.send_timeout(Item::Record(ts, record), slice) {
-                    Ok(()) => Ok(()),
-                    Err(SendTimeoutError::Timeout(item) | SendTimeoutError::Disconnected(item)) => {
-                        Err(SendError::QueueFull(item_record(item)))
-                    }
-                }
+                tx.try_send(Item::Record(ts, record)).map_err(|e| {
+                    let (TrySendError::Full(item) | TrySendError::Disconnected(item)) = e;
+                    SendError::QueueFull(item_record(item))
+                })
             });
             match result {
-                Err(SendError::QueueFull(back)) if Instant::now() < deadline => record = back,
+                Err(SendError::QueueFull(back)) if Instant::now() < deadline => {
+                    record = back;
+                    // In slices, so a close that somehow went unseen costs a slice at most.
+                    let slice = deadline.min(deadline::after(WAIT_SLICE));
+                    inner.shared.room.wait(
+                        slice,
+                        || inner.tx.len(),
+                        || {
+                            inner.gate.load(Ordering::Relaxed) & CLOSED != 0
+                                || inner.shared.dead.load(Ordering::Relaxed)
+                        },
+                    );
+                }
                 Err(SendError::QueueFull(back)) => {
-                    Counters::add(&self.inner.counters.refused_full, 1);
+                    Counters::add(&inner.counters.refused_full, 1);
                     return Err(SendError::QueueFull(back));
                 }
                 other => return other,
@@ -682,6 +698,7 @@ impl Inner {
         let deadline = deadline::after(timeout);
         // 1. Refuse new records, and wait for pushes already past the gate.
         self.gate.fetch_or(CLOSED, Ordering::SeqCst);
+        self.shared.room.wake_all();
         while self.gate.load(Ordering::SeqCst) & !CLOSED != 0 {
             thread::yield_now();
         }

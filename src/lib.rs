@@ -15,6 +15,7 @@ mod encode;
 mod kinds;
 mod notify;
 mod record;
+mod room;
 mod stats;
 mod supervisor;
 mod transport;

@@ -17,6 +17,7 @@ use socket2::Socket;
 use crate::backoff::BackoffState;
 use crate::config::Config;
 use crate::notify::{Event, Notifier};
+use crate::room::Room;
 use crate::stats::Counters;
 use crate::transport::Connection;
 
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     /// Set while the writer is parked idle, so producers can wake it when the queue
     /// fills up.
     pub(crate) writer_parked: AtomicBool,
+    /// Where producers wait for room in a full queue.
+    pub(crate) room: Room,
 }
 
 #[derive(Default)]
@@ -65,7 +68,7 @@ pub(crate) struct LinkState {
 }
 
 impl Shared {
-    pub(crate) fn new(counters: Arc<Counters>, notifier: Notifier) -> Self {
+    pub(crate) fn new(counters: Arc<Counters>, notifier: Notifier, queue_capacity: usize) -> Self {
         Shared {
             state: Mutex::new(LinkState {
                 want: true,
@@ -76,6 +79,7 @@ impl Shared {
             notifier,
             dead: AtomicBool::new(false),
             writer_parked: AtomicBool::new(false),
+            room: Room::new(queue_capacity),
         }
     }
 
@@ -128,6 +132,7 @@ impl Shared {
             self.notifier.publish(Event::ClientDead { reason });
         }
         self.stop_now();
+        self.room.wake_all();
     }
 }
 

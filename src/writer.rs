@@ -211,7 +211,11 @@ impl Writer {
     /// queue is empty.
     fn fill(&mut self) {
         while self.buf.as_slice().len() < BATCH_BYTES {
-            match self.rx.try_recv() {
+            let item = self.rx.try_recv();
+            if item.is_ok() {
+                self.shared.room.taken(|| self.rx.len());
+            }
+            match item {
                 Ok(Item::Record(ts, record)) => {
                     self.busy = true;
                     let start = self.buf.as_slice().len();
@@ -571,6 +575,7 @@ impl Writer {
         if self.tail > 0 {
             self.forget_read();
         }
+        self.shared.room.wake_if_waiting();
         let mut timeout = self.poll;
         if let (Some(due), Some(_)) = (self.next_heartbeat, &self.conn) {
             timeout = timeout.min(due.saturating_duration_since(Instant::now()));
@@ -621,6 +626,7 @@ impl Writer {
             st.writer_done = true;
             self.shared.cond.notify_all();
         }
+        self.shared.room.wake_all();
         drop(self.conn.take());
         // The unread tail was written: the agent may still read it. The rest is handed
         // back.

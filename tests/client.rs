@@ -693,3 +693,120 @@ fn flush_hears_about_close() {
     assert_eq!(result, Err(FlushError::Closed));
     assert!(took < Duration::from_secs(5), "flush took {took:?}");
 }
+
+/// The scheduler state (`S` asleep, `R` running) of this process's thread `name`.
+fn thread_state(name: &str) -> Option<char> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            return stat.rsplit_once(") ")?.1.chars().next();
+        }
+    }
+    None
+}
+
+/// Fills a 16-record queue behind an agent that does not read; returns how many the
+/// client accepted.
+fn fill_queue(client: &Client) -> u64 {
+    let mut accepted = 0u64;
+    while client.try_send(record(accepted)).is_ok() {
+        accepted += 1;
+        assert!(accepted < 1_000_000, "the queue never filled");
+    }
+    accepted
+}
+
+#[test]
+fn a_sender_waiting_for_room_sleeps_and_everything_arrives_in_order() {
+    // More than the socket buffers can absorb, so the sender has to wait.
+    const EXTRA: u64 = 5_000;
+    let dir = TempDir::new("wait-room");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    let accepted = fill_queue(&client);
+    let sender = {
+        let client = client.clone();
+        std::thread::Builder::new()
+            .name("waiting-sender".into())
+            .spawn(move || send_range(&client, accepted, EXTRA))
+            .unwrap()
+    };
+    // While the agent reads nothing the sender waits; it must sleep, not spin. (A
+    // spinning sender would burn most of this window.)
+    wait_until("the sender to wait", || {
+        thread_state("waiting-sender") == Some('S')
+    });
+    let window = Instant::now();
+    let cpu_before = threads_cpu("waiting-sender");
+    while window.elapsed() < Duration::from_millis(300) {
+        std::thread::park_timeout(Duration::from_millis(300).saturating_sub(window.elapsed()));
+    }
+    let cpu = threads_cpu("waiting-sender").saturating_sub(cpu_before);
+    assert!(
+        thread_state("waiting-sender").is_some(),
+        "the sender finished without waiting"
+    );
+    assert!(
+        cpu < Duration::from_millis(60),
+        "the waiting sender used {cpu:?}"
+    );
+    agent.resume_reading();
+    sender.join().unwrap();
+    client.flush(PATIENCE).unwrap();
+    let total = accepted + EXTRA;
+    let frames = agent.wait_for_frames(total as usize + 1, PATIENCE).unwrap();
+    assert_consecutive(&seqs(&frames), 0, total);
+    client.close(PATIENCE);
+}
+
+#[test]
+fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
+    let dir = TempDir::new("wait-close");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    let accepted = fill_queue(&client);
+    let waiting = client.clone();
+    let closer = client.clone();
+    let (result, _) = within("a sender waiting through close", PATIENCE, move || {
+        let sender = std::thread::Builder::new()
+            .name("closed-sender".into())
+            .spawn(move || {
+                // The writer may still take a record or two off the queue: send until
+                // one has to wait, and return how that one ended.
+                let mut n = accepted;
+                loop {
+                    match waiting.send_timeout(record(n), PATIENCE) {
+                        Ok(()) => n += 1,
+                        Err(e) => return (e, n),
+                    }
+                }
+            })
+            .unwrap();
+        wait_until("the sender to wait", || {
+            thread_state("closed-sender") == Some('S')
+        });
+        let report = closer.close(Duration::from_millis(200));
+        (sender.join().unwrap(), report)
+    });
+    match result.0 {
+        (SendError::Closed(back), n) => assert_eq!(back, record(n)),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    let report = result.1;
+    assert_eq!(report.stats.refused_closed, 1);
+    assert_eq!(
+        report.written + report.unsent.len() as u64,
+        report.stats.accepted
+    );
+}
