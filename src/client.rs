@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::backoff::Backoff;
@@ -485,15 +485,16 @@ impl Client {
     /// refusal hands the record back.
     pub fn try_send(&self, record: Record) -> Result<(), SendError> {
         let ts = unix_now();
-        let record = self.check(record)?;
-        self.with_gate(record, |tx, record| {
-            match tx.try_send(Item::Record(ts, record)) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => {
-                    Counters::add(&self.inner.counters.refused_full, 1);
-                    Err(SendError::QueueFull(item_record(item)))
-                }
-            }
+        // The record is checked where it lies and moved once, into the queue: each move
+        // of a record is a 264-byte copy.
+        if let Err(refusal) = self.check(&record).and_then(|()| self.enter_gate()) {
+            return Err(refusal.with(record));
+        }
+        let result = self.inner.tx.try_send(Item::Record(ts, record));
+        self.leave_gate(result.is_ok());
+        result.map_err(|e| {
+            Counters::add(&self.inner.counters.refused_full, 1);
+            SendError::QueueFull(item_record(e.into_inner()))
         })
     }
 
@@ -505,93 +506,94 @@ impl Client {
     pub fn send_timeout(&self, record: Record, timeout: Duration) -> Result<(), SendError> {
         let ts = unix_now();
         let deadline = deadline::after(timeout);
-        let mut record = self.check(record)?;
+        if let Err(refusal) = self.check(&record) {
+            return Err(refusal.with(record));
+        }
         let inner = &*self.inner;
+        let mut item = Item::Record(ts, record);
         loop {
-            let result = self.with_gate(record, |tx, record| {
-                tx.try_send(Item::Record(ts, record)).map_err(|e| {
-                    let (TrySendError::Full(item) | TrySendError::Disconnected(item)) = e;
-                    SendError::QueueFull(item_record(item))
-                })
-            });
-            match result {
-                Err(SendError::QueueFull(back)) if Instant::now() < deadline => {
-                    record = back;
-                    // In slices, so a close that somehow went unseen costs a slice at most.
-                    let slice = deadline.min(deadline::after(WAIT_SLICE));
-                    inner.shared.room.wait(
-                        slice,
-                        || inner.tx.len(),
-                        || {
-                            inner.gate.load(Ordering::Relaxed) & CLOSED != 0
-                                || inner.shared.dead.load(Ordering::Relaxed)
-                        },
-                    );
-                }
-                Err(SendError::QueueFull(back)) => {
-                    Counters::add(&inner.counters.refused_full, 1);
-                    return Err(SendError::QueueFull(back));
-                }
-                other => return other,
+            if let Err(refusal) = self.enter_gate() {
+                return Err(refusal.with(item_record(item)));
             }
+            let result = inner.tx.try_send(item);
+            self.leave_gate(result.is_ok());
+            item = match result {
+                Ok(()) => return Ok(()),
+                Err(e) => e.into_inner(),
+            };
+            if Instant::now() >= deadline {
+                Counters::add(&inner.counters.refused_full, 1);
+                return Err(SendError::QueueFull(item_record(item)));
+            }
+            // In slices, so a close that somehow went unseen costs a slice at most.
+            inner.shared.room.wait(
+                deadline.min(deadline::after(WAIT_SLICE)),
+                || inner.tx.len(),
+                || {
+                    inner.gate.load(Ordering::Relaxed) & CLOSED != 0
+                        || inner.shared.dead.load(Ordering::Relaxed)
+                },
+            );
         }
     }
 
     /// Validation and the size check, on the caller's thread.
     #[inline]
-    fn check(&self, record: Record) -> Result<Record, SendError> {
+    fn check(&self, record: &Record) -> Result<(), Refusal> {
         let counters = &self.inner.counters;
         if let Err(e) = record.validate_with_depth(self.inner.config.max_custom_depth) {
             Counters::add(&counters.refused_invalid, 1);
-            return Err(SendError::Invalid(e, record));
+            return Err(Refusal::Invalid(e));
         }
         let sti = &self.inner.config.service_tree_id;
         let max = self.inner.config.max_frame_size;
         // The cheap bound settles almost every record; the exact walk only the large.
-        if encoded_len_bound(sti, &record) <= max {
-            return Ok(record);
+        if encoded_len_bound(sti, record) <= max {
+            return Ok(());
         }
-        let size = encoded_len(sti, &record);
+        let size = encoded_len(sti, record);
         if size > max {
             Counters::add(&counters.refused_too_large, 1);
-            return Err(SendError::TooLarge { size, max, record });
+            return Err(Refusal::TooLarge { size, max });
         }
-        Ok(record)
+        Ok(())
     }
 
-    /// Runs `push` while holding a place in the send gate, so `close` can wait for every
-    /// push that started before it; counts the record as accepted when `push` succeeds.
+    /// Takes a place in the send gate, so `close` can wait for every push that started
+    /// before it. Every `Ok` must be followed by [`Client::leave_gate`].
     #[inline]
-    fn with_gate(
-        &self,
-        record: Record,
-        push: impl FnOnce(&Sender<Item>, Record) -> Result<(), SendError>,
-    ) -> Result<(), SendError> {
+    fn enter_gate(&self) -> Result<(), Refusal> {
         let inner = &*self.inner;
         if inner.shared.dead.load(Ordering::Relaxed) {
             Counters::add(&inner.counters.refused_closed, 1);
-            return Err(SendError::Dead(record));
+            return Err(Refusal::Dead);
         }
         if inner.gate.fetch_add(1, Ordering::SeqCst) & CLOSED != 0 {
             inner.gate.fetch_sub(1, Ordering::SeqCst);
             Counters::add(&inner.counters.refused_closed, 1);
-            return Err(SendError::Closed(record));
+            return Err(Refusal::Closed);
         }
-        let result = push(&inner.tx, record);
-        if result.is_ok() {
+        Ok(())
+    }
+
+    /// Leaves the send gate after a push; counts the record when it was accepted, and
+    /// wakes a parked writer once the queue is half full.
+    #[inline]
+    fn leave_gate(&self, accepted: bool) {
+        let inner = &*self.inner;
+        if accepted {
             Counters::add(&inner.counters.accepted, 1);
         }
         inner.gate.fetch_sub(1, Ordering::SeqCst);
         // `writer_parked` is read first: it rarely changes, while the queue's length lives
         // on a cache line the writer writes for every record.
-        if result.is_ok()
+        if accepted
             && inner.shared.writer_parked.load(Ordering::Relaxed)
             && inner.tx.len() >= inner.wake_len
             && inner.shared.writer_parked.swap(false, Ordering::SeqCst)
         {
             inner.writer_thread.unpark();
         }
-        result
     }
 
     /// Waits until every record accepted before this call has been written to the
@@ -681,6 +683,27 @@ impl Client {
                     "no connection within the connect timeout",
                 )));
             }
+        }
+    }
+}
+
+/// Why a record is refused before it reaches the queue; the record is attached only on
+/// the way out, so the send paths never move it just to check it.
+enum Refusal {
+    Invalid(ValidationError),
+    TooLarge { size: usize, max: usize },
+    Closed,
+    Dead,
+}
+
+impl Refusal {
+    #[cold]
+    fn with(self, record: Record) -> SendError {
+        match self {
+            Refusal::Invalid(e) => SendError::Invalid(e, record),
+            Refusal::TooLarge { size, max } => SendError::TooLarge { size, max, record },
+            Refusal::Closed => SendError::Closed(record),
+            Refusal::Dead => SendError::Dead(record),
         }
     }
 }

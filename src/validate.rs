@@ -221,18 +221,14 @@ impl Record {
         if self.caller_access_levels.is_empty() {
             return Err(MissingCallerAccessLevel);
         }
-        if let Some(index) = self
-            .caller_access_levels
-            .iter()
-            .position(|l| l.trim().is_empty())
-        {
+        if let Some(index) = self.caller_access_levels.iter().position(|l| is_blank(l)) {
             return Err(BlankCallerAccessLevel { index });
         }
         if self.target_resources.is_empty() {
             return Err(MissingTargetResource);
         }
         for (index, r) in self.target_resources.iter().enumerate() {
-            if r.resource_type.trim().is_empty() {
+            if is_blank(&r.resource_type) {
                 return Err(BlankTargetResourceType { index });
             }
             if r.name.is_empty() {
@@ -246,6 +242,17 @@ impl Record {
             return Err(MissingOperationResult);
         }
         check_map(&self.custom_data, 1, max_depth)
+    }
+}
+
+/// Whether `s` is empty or only white space (as `str::trim` counts it): settled by the
+/// first byte for any text that starts with a visible ASCII character.
+#[inline]
+fn is_blank(s: &str) -> bool {
+    match s.as_bytes().first() {
+        None => true,
+        Some(b) if b.is_ascii_graphic() => false,
+        Some(_) => s.trim().is_empty(),
     }
 }
 
@@ -317,6 +324,23 @@ mod tests {
         }
         r = r.custom_data_from(data);
         r
+    }
+
+    #[test]
+    fn blank_means_what_trim_says() {
+        for s in [
+            "",
+            " ",
+            "\t\n",
+            "\u{3000}",
+            " a",
+            "a",
+            "\u{3000}x",
+            "é",
+            "\u{85}",
+        ] {
+            assert_eq!(super::is_blank(s), s.trim().is_empty(), "{s:?}");
+        }
     }
 
     #[test]
