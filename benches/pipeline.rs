@@ -12,11 +12,14 @@
 //!   shape) and makes one `write_all` per record.
 //!
 //! After criterion's figures the bench prints (lines starting `pipeline/`):
-//! - interleaved rounds of the three, with ratios per round (the machine's noise hits
-//!   all three alike), and each thread's CPU time per record (from /proc schedstat);
+//! - interleaved rounds of the three, plus `geneva_audit_try_send_then_send_timeout` (the
+//!   same pipeline with a producer that, on `QueueFull`, waits in `send_timeout` instead
+//!   of yielding and retrying), with ratios per round (the machine's noise hits all alike)
+//!   and each thread's CPU time per record (from /proc schedstat);
 //! - `try_send` latency percentiles with a busy writer (records streaming) and an idle
 //!   one (a record every ~2 ms, the writer parked), plus two controls: the same idle
-//!   call after the caller pre-warmed validation and sizing, and the clock's own floor.
+//!   call after the caller pre-warmed validation and sizing, the clock's own floor, and
+//!   a bare crossbeam channel with an idle consumer (no code of this crate).
 //!
 //! `CARGO_TARGET_DIR=/work/target-c cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
@@ -332,10 +335,28 @@ impl Drop for Sink {
 // ---------------------------------------------------------------------------------------
 // The three pipelines.
 
-fn send_one(client: &Client, mut record: Record) {
+fn send_one(client: &Client, record: Record) {
+    send_with(client, record, WhenFull::Retry)
+}
+
+/// What the producer does when `try_send` finds the queue full.
+#[derive(Clone, Copy, PartialEq)]
+enum WhenFull {
+    /// Yields and calls `try_send` again (validating again): keeps the producer
+    /// runnable.
+    Retry,
+    /// Hands the record to `send_timeout`, which sleeps until the queue is half drained.
+    Wait,
+}
+
+fn send_with(client: &Client, mut record: Record, when_full: WhenFull) {
     loop {
         match client.try_send(record) {
             Ok(()) => return,
+            Err(SendError::QueueFull(back)) if when_full == WhenFull::Wait => {
+                client.send_timeout(back, PATIENCE).expect("send_timeout");
+                return;
+            }
             Err(SendError::QueueFull(back)) => {
                 record = back;
                 thread::yield_now();
@@ -369,10 +390,14 @@ impl Ours {
 
     /// Sends `n` records and waits until all are written; returns the time taken.
     fn run(&self, n: u64) -> Duration {
+        self.run_with(n, WhenFull::Retry)
+    }
+
+    fn run_with(&self, n: u64, when_full: WhenFull) -> Duration {
         let target = self.client.stats().written + n;
         let start = Instant::now();
         for _ in 0..n {
-            send_one(&self.client, self.template.clone());
+            send_with(&self.client, self.template.clone(), when_full);
         }
         // `flush` is a condition wait (no polling) that returns once every record
         // accepted before it is written, i.e. once `written` reaches the target.
@@ -625,6 +650,58 @@ fn idle_samples(ours: &Ours, n: usize, what: Idle) -> Vec<u64> {
     samples
 }
 
+/// Controls for the idle case that leave this crate out: a bare crossbeam channel whose
+/// consumer polls the way the writer does (takes what is there, yields, then parks for
+/// 1 ms), with the producer timing one `try_send` of an item the size of ours ~2 ms after
+/// the last; and, separately, one load of a counter the consumer last wrote. They show
+/// what any hand-off through the chosen queue, and any one cache line the other core
+/// wrote, costs a producer that has just woken on this machine.
+fn bare_queue_samples(n: usize) -> (Vec<u64>, Vec<u64>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    type Item = (i64, [u64; 34]); // 280 bytes, as `(i64, Record)`
+    let (tx, rx) = crossbeam_channel::bounded::<Item>(2048);
+    let stop = Arc::new(AtomicBool::new(false));
+    let taken = Arc::new(AtomicU64::new(0));
+    let consumer = {
+        let (stop, taken) = (Arc::clone(&stop), Arc::clone(&taken));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match rx.try_recv() {
+                    Ok(item) => {
+                        black_box(item);
+                        taken.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        for _ in 0..64 {
+                            thread::yield_now();
+                        }
+                        thread::park_timeout(Duration::from_millis(1));
+                    }
+                }
+            }
+        })
+    };
+    let item: Item = (0, [7; 34]);
+    let mut send = Vec::with_capacity(n);
+    let mut load = Vec::with_capacity(n);
+    for _ in 0..n {
+        thread::sleep(Duration::from_millis(2));
+        let t = Instant::now();
+        let result = tx.try_send(black_box(item));
+        send.push(t.elapsed().as_nanos() as u64);
+        result.expect("bare try_send");
+        thread::sleep(Duration::from_millis(2));
+        let t = Instant::now();
+        black_box(taken.load(Ordering::Relaxed));
+        load.push(t.elapsed().as_nanos() as u64);
+    }
+    stop.store(true, Ordering::Relaxed);
+    consumer.thread().unpark();
+    consumer.join().expect("consumer");
+    (send, load)
+}
+
 /// `try_send` latency, busy and idle writer; percentiles computed here, since criterion
 /// reports means.
 fn latency_report(ours: &Ours, quick: bool) {
@@ -684,6 +761,15 @@ fn latency_report(ours: &Ours, quick: bool) {
     );
     let mut floor = idle_samples(ours, control_n, Idle::Nothing);
     print_latency("control: clock floor after 2 ms asleep", &mut floor);
+    let (mut bare, mut load) = bare_queue_samples(control_n);
+    print_latency(
+        "control: bare crossbeam try_send, 280-byte item, idle consumer",
+        &mut bare,
+    );
+    print_latency(
+        "control: one load of a counter the idle consumer last wrote",
+        &mut load,
+    );
 
     // Checks that "idle" means parked: the writer's state right before a send, in a
     // separate pass (reading /proc would disturb the timed pass).
@@ -753,16 +839,18 @@ fn pipeline(c: &mut Criterion) {
         "geneva_audit_try_send",
         "socket_limit_64k_writes",
         "reference_rmp_serde_write_per_record",
+        "geneva_audit_try_send_then_send_timeout",
     ];
-    let mut rates: [Vec<f64>; 3] = Default::default();
-    let mut cpu: [Vec<(String, u64)>; 3] = Default::default();
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut cpu: [Vec<(String, u64)>; 4] = Default::default();
     for _ in 0..rounds {
         for (i, acc) in cpu.iter_mut().enumerate() {
             let before = cpu_snapshot();
             let d = match i {
                 0 => ours.run(n),
                 1 => limit.run(n),
-                _ => refd.run(n),
+                2 => refd.run(n),
+                _ => ours.run_with(n, WhenFull::Wait),
             };
             cpu_add(acc, &before, &cpu_snapshot());
             rates[i].push(n as f64 / d.as_secs_f64());
@@ -786,13 +874,15 @@ fn pipeline(c: &mut Criterion) {
             list(r, 0)
         );
     }
-    for (other, j) in [("socket_limit", 1), ("reference", 2)] {
-        let ratios: Vec<f64> = (0..rounds).map(|r| rates[0][r] / rates[j][r]).collect();
-        println!(
-            "pipeline/interleaved ratio ours/{other}: median {:.3} [{}]",
-            median(&ratios),
-            list(&ratios, 3)
-        );
+    for (ours_name, i) in [("ours", 0), ("ours_waiting", 3)] {
+        for (other, j) in [("socket_limit", 1), ("reference", 2)] {
+            let ratios: Vec<f64> = (0..rounds).map(|r| rates[i][r] / rates[j][r]).collect();
+            println!(
+                "pipeline/interleaved ratio {ours_name}/{other}: median {:.3} [{}]",
+                median(&ratios),
+                list(&ratios, 3)
+            );
+        }
     }
     for (name, acc) in names.into_iter().zip(&cpu) {
         print_cpu(name, acc, rounds as u64 * n);
