@@ -487,10 +487,14 @@ impl Client {
         let ts = unix_now();
         // The record is checked where it lies and moved once, into the queue: each move
         // of a record is a 264-byte copy.
-        if let Err(refusal) = self.check(&record).and_then(|()| self.enter_gate()) {
-            return Err(refusal.with(record));
-        }
-        let result = self.inner.tx.try_send(Item::Record(ts, record));
+        let room = match self
+            .check(&record)
+            .and_then(|room| self.enter_gate().map(|()| room))
+        {
+            Ok(room) => room,
+            Err(refusal) => return Err(refusal.with(record)),
+        };
+        let result = self.inner.tx.try_send(Item::Record(ts, room, record));
         self.leave_gate(result.is_ok());
         result.map_err(|e| {
             Counters::add(&self.inner.counters.refused_full, 1);
@@ -506,11 +510,12 @@ impl Client {
     pub fn send_timeout(&self, record: Record, timeout: Duration) -> Result<(), SendError> {
         let ts = unix_now();
         let deadline = deadline::after(timeout);
-        if let Err(refusal) = self.check(&record) {
-            return Err(refusal.with(record));
-        }
+        let room = match self.check(&record) {
+            Ok(room) => room,
+            Err(refusal) => return Err(refusal.with(record)),
+        };
         let inner = &*self.inner;
-        let mut item = Item::Record(ts, record);
+        let mut item = Item::Record(ts, room, record);
         loop {
             if let Err(refusal) = self.enter_gate() {
                 return Err(refusal.with(item_record(item)));
@@ -537,9 +542,10 @@ impl Client {
         }
     }
 
-    /// Validation and the size check, on the caller's thread.
+    /// Validation and the size check, on the caller's thread; returns the room the
+    /// record's frame needs (an upper bound, or the exact size for a large record).
     #[inline]
-    fn check(&self, record: &Record) -> Result<(), Refusal> {
+    fn check(&self, record: &Record) -> Result<usize, Refusal> {
         let counters = &self.inner.counters;
         if let Err(e) = record.validate_with_depth(self.inner.config.max_custom_depth) {
             Counters::add(&counters.refused_invalid, 1);
@@ -548,15 +554,16 @@ impl Client {
         let sti = &self.inner.config.service_tree_id;
         let max = self.inner.config.max_frame_size;
         // The cheap bound settles almost every record; the exact walk only the large.
-        if encoded_len_bound(sti, record) <= max {
-            return Ok(());
+        let bound = encoded_len_bound(sti, record);
+        if bound <= max {
+            return Ok(bound);
         }
         let size = encoded_len(sti, record);
         if size > max {
             Counters::add(&counters.refused_too_large, 1);
             return Err(Refusal::TooLarge { size, max });
         }
-        Ok(())
+        Ok(size)
     }
 
     /// Takes a place in the send gate, so `close` can wait for every push that started
@@ -710,7 +717,7 @@ impl Refusal {
 
 fn item_record(item: Item) -> Record {
     match item {
-        Item::Record(_, record) => record,
+        Item::Record(_, _, record) => record,
         // Only records are pushed by the send paths.
         Item::Flush(_) => Record::data_plane(),
     }
@@ -770,7 +777,7 @@ impl Inner {
         }
         // 4. What the writer never took is still queued.
         unsent.extend(self.rx.try_iter().filter_map(|item| match item {
-            Item::Record(_, record) => Some(record),
+            Item::Record(_, _, record) => Some(record),
             Item::Flush(signal) => {
                 signal.cancel();
                 None

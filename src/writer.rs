@@ -22,7 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use rmp::encode::ByteBuf;
 
 use crate::config::Config;
-use crate::encode::{Heartbeat, append_heartbeat, append_record};
+use crate::encode::{Heartbeat, append_heartbeat, append_record, append_record_in};
 use crate::notify::{Event, LossReason};
 use crate::record::Record;
 use crate::stats::Counters;
@@ -43,8 +43,9 @@ const FIRST_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 /// once, and a box per record would be an allocation per record.)
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Item {
-    /// A validated record and its timestamp (Unix seconds).
-    Record(i64, Record),
+    /// A validated record, its timestamp (Unix seconds), and the room its frame needs
+    /// (as measured by the producer, so the writer does not measure again).
+    Record(i64, usize, Record),
     /// Signalled once everything queued before it has been written.
     Flush(Arc<FlushSignal>),
 }
@@ -211,15 +212,13 @@ impl Writer {
     /// queue is empty.
     fn fill(&mut self) {
         while self.buf.as_slice().len() < BATCH_BYTES {
-            let item = self.rx.try_recv();
-            if item.is_ok() {
-                self.shared.room.taken(|| self.rx.len());
-            }
-            match item {
-                Ok(Item::Record(ts, record)) => {
+            match self.rx.try_recv() {
+                Ok(Item::Record(ts, room, record)) => {
+                    self.shared.room.taken(|| self.rx.len());
                     self.busy = true;
                     let start = self.buf.as_slice().len();
-                    if !append_record(&mut self.buf, &self.config.service_tree_id, ts, &record) {
+                    let sti = &self.config.service_tree_id;
+                    if !append_record_in(&mut self.buf, room, sti, ts, &record) {
                         Counters::add(&self.shared.counters.lost, 1);
                         self.shared.notifier.publish(Event::RecordsLost {
                             count: 1,
@@ -237,6 +236,7 @@ impl Writer {
                     });
                 }
                 Ok(Item::Flush(signal)) => {
+                    self.shared.room.taken(|| self.rx.len());
                     let at = self.buf.as_slice().len();
                     self.flushes.push((at, signal));
                 }

@@ -810,3 +810,26 @@ fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
         report.stats.accepted
     );
 }
+
+#[test]
+fn a_record_over_the_cheap_bound_but_within_the_limit_is_sent_whole() {
+    // The size check's cheap bound over-counts; a record between its exact size and
+    // the bound is measured exactly, accepted, and written in exactly its size.
+    let dir = TempDir::new("exact");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let r = record(7);
+    let exact = geneva_audit::encoded_len(STI, &r);
+    let bound = geneva_audit::encoded_len_bound(STI, &r);
+    assert!(bound > exact, "bound {bound} exact {exact}");
+    let client = builder()
+        .unix_socket(dir.socket())
+        .max_frame_size(exact)
+        .build()
+        .unwrap();
+    client.try_send(r).unwrap();
+    client.flush(PATIENCE).unwrap();
+    let frames = agent.wait_for_frames(2, PATIENCE).unwrap();
+    assert_eq!(seqs(&frames), vec![7]);
+    let report = client.close(PATIENCE);
+    assert_eq!(report.written, 1);
+}

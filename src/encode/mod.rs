@@ -415,12 +415,31 @@ pub(crate) fn append_record(
     ts: i64,
     record: &Record,
 ) -> bool {
+    append_record_in(
+        buf,
+        record_room(service_tree_id, record),
+        service_tree_id,
+        ts,
+        record,
+    )
+}
+
+/// [`append_record`] with the room already known: [`encoded_len_bound`] or the exact
+/// size, as the client's `try_send` measured it on the caller's thread.
+#[must_use]
+pub(crate) fn append_record_in(
+    buf: &mut ByteBuf,
+    room: usize,
+    service_tree_id: &str,
+    ts: i64,
+    record: &Record,
+) -> bool {
     let frame = RecordFrame {
         service_tree_id,
         ts,
         record,
     };
-    append(buf, record_room(service_tree_id, record), &frame)
+    append(buf, room, &frame)
 }
 
 /// Appends a heartbeat frame to `buf`. Heartbeats are rare: their room is their
