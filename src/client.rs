@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::backoff::Backoff;
-use crate::config::Config;
+use crate::config::{Config, SendBuffer};
 use crate::deadline;
 use crate::encode::{encoded_len, encoded_len_bound};
 use crate::notify::{Event, LossReason, Notification, Notifier};
@@ -286,6 +286,19 @@ impl ClientBuilder {
         self
     }
 
+    /// The socket send buffer (`SO_SNDBUF`) each connection asks for: `Some(bytes)` on
+    /// every transport, or `None` for the kernel's default (and, on TCP, its
+    /// autotuning). Default: 1 MiB on Unix sockets, the kernel's choice on TCP.
+    ///
+    /// Linux caps the request at `net.core.wmem_max` and doubles it for its own
+    /// bookkeeping. A larger buffer lets the writer run alongside an agent that reads
+    /// in bursts instead of taking turns with it; with the replay on, what the agent has
+    /// not read is still written again after a crash.
+    pub fn send_buffer_size(mut self, bytes: Option<usize>) -> Self {
+        self.config.send_buffer = bytes.map_or(SendBuffer::Kernel, SendBuffer::Bytes);
+        self
+    }
+
     /// Starts the writer and supervisor threads.
     pub fn build(self) -> Result<Client, BuildError> {
         let config = self.config;
@@ -308,6 +321,14 @@ impl ClientBuilder {
         }
         if config.heartbeat_interval.is_zero() {
             return Err(BuildError::Config("heartbeat interval must be positive"));
+        }
+        if let SendBuffer::Bytes(n) = config.send_buffer {
+            // The kernel takes an int, and doubles it.
+            if n == 0 || n > (i32::MAX / 2) as usize {
+                return Err(BuildError::Config(
+                    "send buffer size must be between 1 and 1,073,741,823 bytes",
+                ));
+            }
         }
         let config = Arc::new(config);
         let counters = Arc::new(Counters::default());
@@ -477,6 +498,7 @@ impl Client {
                 idle_poll: Duration::from_millis(20),
                 drop_timeout: Duration::from_secs(5),
                 replay_unread: true,
+                send_buffer: SendBuffer::Default,
             },
         }
     }

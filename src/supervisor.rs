@@ -173,10 +173,11 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
                 }
             }
         }
-        match config
-            .transport
-            .connect(config.connect_timeout, config.write_timeout)
-        {
+        match config.transport.connect(
+            config.connect_timeout,
+            config.write_timeout,
+            config.send_buffer,
+        ) {
             Ok(conn) => {
                 Counters::add(&shared.counters.connects, 1);
                 {

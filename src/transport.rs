@@ -10,6 +10,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use socket2::{Domain, SockAddr, Socket, TcpKeepalive, Type};
 
+use crate::config::SendBuffer;
+
 /// The agent's socket on hosts with the ASA layout.
 pub const ASA_SOCKET_PATH: &str = "/var/run/mdsd/asa/default_fluent.socket";
 /// The agent's usual socket.
@@ -49,25 +51,29 @@ impl Transport {
     }
 
     /// Opens a connection. Sockets are close-on-exec (socket2 sets `SOCK_CLOEXEC`), have
-    /// a send timeout of `write_timeout`, and writes never raise `SIGPIPE` (socket2
-    /// sends with `MSG_NOSIGNAL`).
+    /// a send timeout of `write_timeout` and the configured send buffer, and writes never
+    /// raise `SIGPIPE` (socket2 sends with `MSG_NOSIGNAL`).
     pub(crate) fn connect(
         &self,
         connect_timeout: Duration,
         write_timeout: Duration,
+        send_buffer: SendBuffer,
     ) -> io::Result<Connection> {
         match self {
             Transport::Unix(path) => {
                 let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
                 socket.connect_timeout(&SockAddr::unix(path)?, connect_timeout)?;
                 socket.set_write_timeout(Some(write_timeout))?;
+                if let Some(bytes) = send_buffer.for_unix() {
+                    socket.set_send_buffer_size(bytes)?;
+                }
                 Ok(Connection::Socket(socket))
             }
             Transport::Tcp(addr) => {
                 let mut last =
                     io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
                 for sa in addr.to_socket_addrs()? {
-                    match connect_tcp(sa, connect_timeout, write_timeout) {
+                    match connect_tcp(sa, connect_timeout, write_timeout, send_buffer) {
                         Ok(socket) => return Ok(Connection::Socket(socket)),
                         Err(e) => last = e,
                     }
@@ -84,10 +90,14 @@ fn connect_tcp(
     addr: SocketAddr,
     connect_timeout: Duration,
     write_timeout: Duration,
+    send_buffer: SendBuffer,
 ) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.connect_timeout(&addr.into(), connect_timeout)?;
     socket.set_write_timeout(Some(write_timeout))?;
+    if let Some(bytes) = send_buffer.for_tcp() {
+        socket.set_send_buffer_size(bytes)?;
+    }
     socket.set_tcp_nodelay(true)?;
     socket.set_tcp_keepalive(
         &TcpKeepalive::new()

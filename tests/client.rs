@@ -833,3 +833,58 @@ fn a_record_over_the_cheap_bound_but_within_the_limit_is_sent_whole() {
     let report = client.close(PATIENCE);
     assert_eq!(report.written, 1);
 }
+
+#[test]
+fn unix_sockets_get_a_one_mebibyte_send_buffer() {
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if wmem_max < 1 << 20 {
+        eprintln!("skipped: net.core.wmem_max is {wmem_max}, below the 1 MiB default");
+        return;
+    }
+    // An agent that reads nothing: everything the client gets written sits in the
+    // socket. The kernel's usual buffer (208 KiB) would stop the writer far short of
+    // 700 KB; the 1 MiB default (doubled by Linux for its bookkeeping) takes more.
+    let dir = TempDir::new("sndbuf");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .wait_for_connection(true)
+        .build()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (client, stop) = (client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if client
+                    .send_timeout(record(n), Duration::from_millis(20))
+                    .is_ok()
+                {
+                    n += 1;
+                }
+            }
+        })
+    };
+    wait_until("700 KB in the socket", || {
+        client.stats().bytes_written >= 700_000
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    client.close(Duration::from_millis(100));
+}
+
+#[test]
+fn a_send_buffer_the_kernel_cannot_take_is_refused() {
+    for bytes in [0, 1 << 30] {
+        let err = Client::builder(STI)
+            .send_buffer_size(Some(bytes))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, BuildError::Config(_)), "{bytes}: {err}");
+    }
+}
