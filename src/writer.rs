@@ -19,10 +19,9 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
-use rmp::encode::ByteBuf;
 
 use crate::config::Config;
-use crate::encode::{Heartbeat, append_heartbeat, append_record, append_record_in};
+use crate::encode::{Batch, Heartbeat, append_heartbeat, append_record, append_record_in};
 use crate::notify::{Event, LossReason};
 use crate::record::Record;
 use crate::stats::Counters;
@@ -107,7 +106,7 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     config: Arc<Config>,
     rx: Receiver<Item>,
-    buf: ByteBuf,
+    buf: Batch,
     /// Bytes of `buf` already handed to the socket.
     sent: usize,
     /// The records in flight, in order: first the unread tail (`tail` records written on
@@ -125,7 +124,7 @@ pub(crate) struct Writer {
     conn_has_record: bool,
     heartbeat: Heartbeat,
     /// A heartbeat frame waiting to be written between two record frames.
-    hb_buf: ByteBuf,
+    hb_buf: Batch,
     hb_sent: usize,
     next_heartbeat: Option<Instant>,
     /// Whether records came in since the writer last went idle.
@@ -139,7 +138,7 @@ pub(crate) struct Writer {
     /// Whether the kernel has shown the agent reading from this connection.
     agent_reads: bool,
     /// Where a replay is assembled before it replaces `buf`.
-    scratch: ByteBuf,
+    scratch: Batch,
 }
 
 impl Writer {
@@ -151,7 +150,7 @@ impl Writer {
         Writer {
             shared,
             rx,
-            buf: ByteBuf::with_capacity(BATCH_BYTES * 2),
+            buf: Batch::with_capacity(BATCH_BYTES * 2),
             sent: 0,
             frames: VecDeque::with_capacity(2048),
             tail: 0,
@@ -160,7 +159,7 @@ impl Writer {
             conn: None,
             conn_has_record: false,
             heartbeat,
-            hb_buf: ByteBuf::with_capacity(256),
+            hb_buf: Batch::with_capacity(256),
             hb_sent: 0,
             next_heartbeat: None,
             busy: false,
@@ -171,7 +170,7 @@ impl Writer {
                 && matches!(config.transport, Transport::Unix(_) | Transport::Tcp(_)),
             conn_written: 0,
             agent_reads: false,
-            scratch: ByteBuf::with_capacity(BATCH_BYTES * 2),
+            scratch: Batch::with_capacity(BATCH_BYTES * 2),
             config,
         }
     }
@@ -300,7 +299,7 @@ impl Writer {
     }
 
     fn queue_heartbeat(&mut self) {
-        self.hb_buf.as_mut_vec().clear();
+        self.hb_buf.clear();
         self.hb_sent = 0;
         if !append_heartbeat(&mut self.hb_buf, unix_now(), &self.heartbeat) {
             Counters::add(&self.shared.counters.heartbeats_dropped, 1);
@@ -344,7 +343,7 @@ impl Writer {
                     self.hb_sent += n;
                     if self.hb_sent == self.hb_buf.as_slice().len() {
                         Counters::add(&self.shared.counters.heartbeats_sent, 1);
-                        self.hb_buf.as_mut_vec().clear();
+                        self.hb_buf.clear();
                         self.hb_sent = 0;
                     }
                 } else {
@@ -389,7 +388,7 @@ impl Writer {
             }
         }
         if self.sent == self.buf.as_slice().len() {
-            self.buf.as_mut_vec().clear();
+            self.buf.clear();
             self.sent = 0;
             self.finish_flushes();
         } else {
@@ -457,7 +456,7 @@ impl Writer {
         if n == 0 {
             return;
         }
-        self.scratch.as_mut_vec().clear();
+        self.scratch.clear();
         for f in self.frames.iter_mut().take(n) {
             f.start = self.scratch.as_slice().len();
             // Encoding is deterministic, and each of these records was encoded before.
@@ -473,8 +472,7 @@ impl Writer {
         let replay_len = self.scratch.as_slice().len();
         let sent = self.sent;
         self.scratch
-            .as_mut_vec()
-            .extend_from_slice(&self.buf.as_slice()[sent..]);
+            .extend_from_slice(self.buf.as_slice().get(sent..).unwrap_or_default());
         let shift = |at: usize| at.max(sent) - sent + replay_len;
         for f in self.frames.iter_mut().skip(n) {
             f.start = shift(f.start);
@@ -534,7 +532,7 @@ impl Writer {
         if !self.hb_buf.as_slice().is_empty() {
             // Not resent: the next connection gets its own after its first record.
             Counters::add(&self.shared.counters.heartbeats_dropped, 1);
-            self.hb_buf.as_mut_vec().clear();
+            self.hb_buf.clear();
             self.hb_sent = 0;
         }
         // A failure of our own making (close shutting the socket at its deadline) leaves

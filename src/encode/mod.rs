@@ -3,19 +3,20 @@
 //! that is reused from frame to frame.
 //!
 //! One walk over the record serves both encoding and measuring: it is generic over an
-//! [`Out`] that either writes bytes (a [`Cursor`] over the frame's room in a
-//! [`ByteBuf`]) or only counts them, so [`encoded_len`] can never disagree with what is
-//! written. Encoding first bounds the frame's size from its string lengths, zero-fills
-//! that much of the buffer once and writes into it with one bounds check per string
+//! [`Out`] that either writes bytes (a [`Cursor`] over the frame's room in a [`Batch`])
+//! or only counts them, so [`encoded_len`] can never disagree with what is written.
+//! Encoding first bounds the frame's size from its string lengths, takes that much of
+//! the batch's initialized spare bytes and writes into it with one bounds check per string
 //! (key, header and text together); names of enum values, with their keys, are
 //! pre-encoded in tables. The record is only read, and nothing is allocated once the
 //! buffer has grown to the largest frame.
 
+mod batch;
 mod ip;
 mod out;
 mod wire;
 
-use rmp::encode::ByteBuf;
+pub(crate) use batch::Batch;
 
 use crate::kinds::MessageKind;
 use crate::record::{Record, Text, Value};
@@ -279,40 +280,50 @@ impl Frame for RecordFrame<'_> {
     }
 }
 
-/// Zero-fills `room` bytes after the end of `v`, writes `frame` into them and cuts off
-/// what it did not use; false (with `v` as it was) when the frame did not fit.
+/// Writes `frame` into the `room` bytes after the end of `b` and keeps what it used;
+/// false (with `b` as it was) when the frame did not fit.
 #[inline(always)]
-fn fill<F: Frame>(v: &mut Vec<u8>, room: usize, frame: &F) -> bool {
-    let start = v.len();
-    v.resize(start.saturating_add(room), 0);
-    let rest = v.get_mut(start..).unwrap_or_default();
-    let left = frame.write(Cursor { rest }).rest.len();
+fn fill<F: Frame>(b: &mut Batch, room: usize, frame: &F) -> bool {
+    let start = b.len;
+    let left = {
+        let rest = b.room(room);
+        // A frame that did not fit stops writing and leaves the end of its room as it
+        // was; cleared, that end cannot pass for the ending of an earlier frame left
+        // behind in the reused buffer.
+        let ending = rest.len().saturating_sub(OPTIONS.len());
+        if let Some(end) = rest.get_mut(ending..) {
+            end.fill(0);
+        }
+        frame.write(Cursor { rest }).rest.len()
+    };
+    let used = room.saturating_sub(left);
     // A frame that did not fit leaves the cursor empty, but so does one that fills its
     // room exactly. Every frame ends with the options map, which a frame that did not fit
     // cannot have written at the end of its room: its last write wrote nothing.
-    if left == 0 && !v.get(start..).unwrap_or_default().ends_with(&OPTIONS) {
-        v.truncate(start);
+    let ended = b
+        .bytes
+        .get(start..start.saturating_add(used))
+        .is_some_and(|f| f.ends_with(&OPTIONS));
+    if left == 0 && !ended {
         return false;
     }
-    v.truncate(v.len() - left);
+    b.len = start.saturating_add(used);
     true
 }
 
-/// Appends `frame` to `buf`, writing it into `room` zero-filled bytes (an upper bound
-/// of its size) through a [`Cursor`]. Safe code cannot write into a vector's spare
-/// capacity, and filling the room once costs less than growing the vector write by
-/// write: each `extend_from_slice` checks the capacity and stores the length in memory,
-/// which cost about 500 instructions per golden `bench_record` frame.
+/// Appends `frame` to `buf`, writing it into `room` bytes (an upper bound of its size)
+/// through a [`Cursor`]. Writing into a room taken at once costs less than growing a
+/// vector write by write: each `extend_from_slice` checks the capacity and stores the
+/// length in memory, which cost about 500 instructions per golden `bench_record` frame.
 ///
 /// A bound beyond the buffer's spare capacity (or too small, which cannot happen) is not
 /// used: see [`refill`].
 #[inline(always)]
 #[must_use]
-fn append<F: Frame>(buf: &mut ByteBuf, room: usize, frame: &F) -> bool {
-    let v = buf.as_mut_vec();
-    let spare = v.capacity() - v.len();
-    if room > spare || !fill(v, room, frame) {
-        return refill(v, spare, frame);
+fn append<F: Frame>(buf: &mut Batch, room: usize, frame: &F) -> bool {
+    let spare = buf.spare();
+    if room > spare || !fill(buf, room, frame) {
+        return refill(buf, spare, frame);
     }
     true
 }
@@ -326,13 +337,13 @@ fn append<F: Frame>(buf: &mut ByteBuf, room: usize, frame: &F) -> bool {
 #[cold]
 #[inline(never)]
 #[must_use]
-fn refill<F: Frame>(v: &mut Vec<u8>, spare: usize, frame: &F) -> bool {
+fn refill<F: Frame>(b: &mut Batch, spare: usize, frame: &F) -> bool {
     let exact = frame.write(Count(0)).0;
     let room = exact.saturating_add(SLACK);
-    if exact <= spare && fill(v, room.min(spare), frame) {
+    if exact <= spare && fill(b, room.min(spare), frame) {
         return true;
     }
-    fill(v, room, frame)
+    fill(b, room, frame)
 }
 
 /// The body of a heartbeat frame: five strings describing the client.
@@ -410,7 +421,7 @@ impl Frame for DiagnosticFrame {
 /// caller must account for the record rather than lose it silently.
 #[must_use]
 pub(crate) fn append_record(
-    buf: &mut ByteBuf,
+    buf: &mut Batch,
     service_tree_id: &str,
     ts: i64,
     record: &Record,
@@ -428,7 +439,7 @@ pub(crate) fn append_record(
 /// size, as the client's `try_send` measured it on the caller's thread.
 #[must_use]
 pub(crate) fn append_record_in(
-    buf: &mut ByteBuf,
+    buf: &mut Batch,
     room: usize,
     service_tree_id: &str,
     ts: i64,
@@ -445,7 +456,7 @@ pub(crate) fn append_record_in(
 /// Appends a heartbeat frame to `buf`. Heartbeats are rare: their room is their
 /// counted size.
 #[must_use]
-pub(crate) fn append_heartbeat(buf: &mut ByteBuf, ts: i64, hb: &Heartbeat) -> bool {
+pub(crate) fn append_heartbeat(buf: &mut Batch, ts: i64, hb: &Heartbeat) -> bool {
     let frame = HeartbeatFrame { ts, heartbeat: hb };
     let room = frame.write(Count(0)).0.saturating_add(SLACK);
     append(buf, room, &frame)
@@ -493,7 +504,7 @@ pub fn encoded_len(service_tree_id: &str, record: &Record) -> usize {
 /// ```
 #[derive(Debug)]
 pub struct Encoder {
-    buf: ByteBuf,
+    buf: Batch,
     service_tree_id: Text,
 }
 
@@ -503,7 +514,7 @@ impl Encoder {
         let service_tree_id = service_tree_id.into();
         validate_service_tree_id(&service_tree_id)?;
         Ok(Encoder {
-            buf: ByteBuf::with_capacity(4096),
+            buf: Batch::with_capacity(4096),
             service_tree_id,
         })
     }
@@ -517,21 +528,21 @@ impl Encoder {
     /// record is not validated here: call [`Record::validate`] first. (Were the encoder's
     /// measuring and writing ever to disagree, the frame would be empty, never cut.)
     pub fn encode(&mut self, ts: i64, record: &Record) -> &[u8] {
-        self.buf.as_mut_vec().clear();
+        self.buf.clear();
         let _written = append_record(&mut self.buf, &self.service_tree_id, ts, record);
         self.buf.as_slice()
     }
 
     /// Encodes a heartbeat frame.
     pub fn encode_heartbeat(&mut self, ts: i64, heartbeat: &Heartbeat) -> &[u8] {
-        self.buf.as_mut_vec().clear();
+        self.buf.clear();
         let _written = append_heartbeat(&mut self.buf, ts, heartbeat);
         self.buf.as_slice()
     }
 
     /// Encodes a diagnostic frame, whose body is an empty map.
     pub fn encode_diagnostic(&mut self, ts: i64) -> &[u8] {
-        self.buf.as_mut_vec().clear();
+        self.buf.clear();
         let frame = DiagnosticFrame { ts };
         let room = frame.write(Count(0)).0 + SLACK;
         let _written = append(&mut self.buf, room, &frame);
@@ -793,7 +804,7 @@ mod tests {
     #[test]
     fn appends_after_earlier_frames_and_survives_a_short_room() {
         let r = sample_record();
-        let mut buf = ByteBuf::new();
+        let mut buf = Batch::default();
         assert!(append_record(&mut buf, "sid", 7, &r));
         let one = buf.as_slice().to_vec();
         assert_eq!(one.len(), encoded_len("sid", &r));
@@ -807,8 +818,8 @@ mod tests {
             record: &r,
         };
         for room in [0, 1, 20, 21, 100, one.len() - 1, one.len(), one.len() + 1] {
-            let mut short = ByteBuf::new();
-            short.as_mut_vec().extend_from_slice(b"xy");
+            let mut short = Batch::default();
+            short.extend_from_slice(b"xy");
             assert!(append(&mut short, room, &frame));
             assert_eq!(
                 short.as_slice(),
@@ -818,21 +829,36 @@ mod tests {
         }
 
         // Exactly the frame's size, or one byte less.
-        let mut v = b"xy".to_vec();
+        let mut v = Batch::default();
+        v.extend_from_slice(b"xy");
         assert!(fill(&mut v, one.len(), &frame));
-        assert_eq!(v, [&b"xy"[..], &one[..]].concat());
+        assert_eq!(v.as_slice(), [&b"xy"[..], &one[..]].concat());
         for room in [0, 20, 21, one.len() - 1] {
-            let mut v = b"xy".to_vec();
+            let mut v = Batch::default();
+            v.extend_from_slice(b"xy");
             assert!(!fill(&mut v, room, &frame), "room {room}");
-            assert_eq!(v, b"xy");
+            assert_eq!(v.as_slice(), b"xy");
+        }
+        // The same, over stale bytes that end like a frame: a buffer that held two
+        // frames, cut back to "xy".
+        for room in [0, 20, 21, one.len() - 1] {
+            let mut v = Batch::default();
+            v.extend_from_slice(b"xy");
+            assert!(fill(&mut v, one.len(), &frame));
+            assert!(fill(&mut v, one.len(), &frame));
+            v.len = 2;
+            assert!(!fill(&mut v, room, &frame), "stale, room {room}");
+            assert_eq!(v.as_slice(), b"xy");
+            assert!(fill(&mut v, one.len() + 5, &frame), "stale, room {room}");
+            assert_eq!(v.as_slice(), [&b"xy"[..], &one[..]].concat());
         }
 
         // A buffer whose spare capacity is exactly the frame does not grow.
-        let mut exact = ByteBuf::with_capacity(2 + one.len());
-        exact.as_mut_vec().extend_from_slice(b"xy");
-        let capacity = exact.as_mut_vec().capacity();
+        let mut exact = Batch::with_capacity(2 + one.len());
+        exact.extend_from_slice(b"xy");
+        let capacity = exact.bytes.capacity();
         assert!(append_record(&mut exact, "sid", 7, &r));
         assert_eq!(exact.as_slice(), [&b"xy"[..], &one[..]].concat());
-        assert_eq!(exact.as_mut_vec().capacity(), capacity);
+        assert_eq!(exact.bytes.capacity(), capacity);
     }
 }
