@@ -19,8 +19,9 @@
 //!   and each thread's CPU time per record (from /proc schedstat);
 //! - `try_send` latency percentiles with a busy writer (records streaming) and an idle
 //!   one (a record every ~2 ms, the writer parked), plus two controls: the same idle
-//!   call after the caller pre-warmed validation and sizing, the clock's own floor, and
-//!   a bare crossbeam channel with an idle consumer (no code of this crate).
+//!   call after the caller pre-warmed validation and sizing, the same checks alone, the
+//!   clock's own floor, and a bare crossbeam channel with an idle consumer (no code of
+//!   this crate).
 //!
 //! `CARGO_TARGET_DIR=/work/target-c cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use geneva_audit::{
     CallerIdentity, CallerIdentityType, Client, Encoder, OperationCategory, OperationResult,
-    OperationType, Record, SendError, TargetResource, Text, Value, encoded_len,
+    OperationType, Record, SendError, TargetResource, Text, Value, encoded_len_bound,
 };
 use serde::{Serialize, Serializer};
 
@@ -622,9 +623,12 @@ fn writer_state() -> Option<char> {
 enum Idle {
     /// `try_send` after ~2 ms asleep: the measurement asked for.
     TrySend,
-    /// Control: the caller first runs validation, `encoded_len` and the clock on a copy,
-    /// so only the queue hand-off (and the shared counters) can be cold.
+    /// Control: the caller first runs validation, the size bound and the clock on a
+    /// copy, so only the queue hand-off (and the shared counters) can be cold.
     TrySendPrewarmed,
+    /// Control: only what `try_send` does before the hand-off (validation, the size
+    /// bound, the clock), no `try_send`.
+    ChecksOnly,
     /// Floor: nothing between the two clock reads.
     Nothing,
 }
@@ -635,21 +639,27 @@ fn idle_samples(ours: &Ours, n: usize, what: Idle) -> Vec<u64> {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         thread::sleep(Duration::from_millis(2));
-        if what == Idle::TrySendPrewarmed {
-            let copy = black_box(ours.template.clone());
-            black_box(copy.validate().is_ok());
-            black_box(encoded_len(SID, &copy));
+        let checks = |r: &Record| {
+            black_box(r.validate().is_ok());
+            black_box(encoded_len_bound(SID, r));
             black_box(unix_now());
+        };
+        if what == Idle::TrySendPrewarmed {
+            checks(&black_box(ours.template.clone()));
         }
         let record = ours.template.clone();
         let t = Instant::now();
-        if what != Idle::Nothing {
-            let result = ours.client.try_send(record);
-            samples.push(t.elapsed().as_nanos() as u64);
-            result.expect("idle try_send");
-        } else {
-            samples.push(t.elapsed().as_nanos() as u64);
-            drop(record);
+        match what {
+            Idle::TrySend | Idle::TrySendPrewarmed => {
+                let result = ours.client.try_send(record);
+                samples.push(t.elapsed().as_nanos() as u64);
+                result.expect("idle try_send");
+            }
+            Idle::ChecksOnly => {
+                checks(&record);
+                samples.push(t.elapsed().as_nanos() as u64);
+            }
+            Idle::Nothing => samples.push(t.elapsed().as_nanos() as u64),
         }
     }
     ours.client.flush(PATIENCE).expect("flush");
@@ -764,6 +774,11 @@ fn latency_report(ours: &Ours, quick: bool) {
     print_latency(
         "control: try_send idle writer, caller pre-warmed",
         &mut warm,
+    );
+    let mut checks = idle_samples(ours, control_n, Idle::ChecksOnly);
+    print_latency(
+        "control: validation, size bound and clock alone, after 2 ms asleep",
+        &mut checks,
     );
     let mut floor = idle_samples(ours, control_n, Idle::Nothing);
     print_latency("control: clock floor after 2 ms asleep", &mut floor);
