@@ -114,14 +114,7 @@ fn no_heartbeat_before_the_first_record() {
 
 #[test]
 fn a_full_queue_refuses_at_once_and_hands_the_record_back() {
-    let dir = TempDir::new("full");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
-    let client = builder()
-        .unix_socket(dir.socket())
-        .queue_capacity(16)
-        .build()
-        .unwrap();
+    let (_dir, agent, client) = stalled("full");
     // The socket buffers absorb some frames; then the writer blocks and the queue fills.
     let mut accepted = 0u64;
     loop {
@@ -706,6 +699,19 @@ fn thread_state(name: &str) -> Option<char> {
     None
 }
 
+/// An agent that reads nothing, and a client with a 16-record queue sending to it.
+fn stalled(name: &str) -> (TempDir, TestAgent, Client) {
+    let dir = TempDir::new(name);
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    (dir, agent, client)
+}
+
 /// Fills a 16-record queue behind an agent that does not read; returns how many the
 /// client accepted.
 fn fill_queue(client: &Client) -> u64 {
@@ -721,14 +727,7 @@ fn fill_queue(client: &Client) -> u64 {
 fn a_sender_waiting_for_room_sleeps_and_everything_arrives_in_order() {
     // More than the socket buffers can absorb, so the sender has to wait.
     const EXTRA: u64 = 5_000;
-    let dir = TempDir::new("wait-room");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
-    let client = builder()
-        .unix_socket(dir.socket())
-        .queue_capacity(16)
-        .build()
-        .unwrap();
+    let (_dir, agent, client) = stalled("wait-room");
     let accepted = fill_queue(&client);
     let sender = {
         let client = client.clone();
@@ -767,14 +766,7 @@ fn a_sender_waiting_for_room_sleeps_and_everything_arrives_in_order() {
 
 #[test]
 fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
-    let dir = TempDir::new("wait-close");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
-    let client = builder()
-        .unix_socket(dir.socket())
-        .queue_capacity(16)
-        .build()
-        .unwrap();
+    let (_dir, _agent, client) = stalled("wait-close");
     let accepted = fill_queue(&client);
     let waiting = client.clone();
     let closer = client.clone();
