@@ -282,32 +282,24 @@ impl Frame for RecordFrame<'_> {
 
 /// Writes `frame` into the `room` bytes after the end of `b` and keeps what it used;
 /// false (with `b` as it was) when the frame did not fit.
+///
+/// The cursor gets one byte more than the room. A frame that fits leaves at least that
+/// byte unused, so an empty cursor always means the frame did not fit, whatever its
+/// bytes (a frame that did not fit stops at its first write that does not fit). Telling
+/// the two apart by how the room ends would not do: custom data may hold the very bytes
+/// a frame ends with.
 #[inline(always)]
 fn fill<F: Frame>(b: &mut Batch, room: usize, frame: &F) -> bool {
     let start = b.len;
-    let left = {
-        let rest = b.room(room);
-        // A frame that did not fit stops writing and leaves the end of its room as it
-        // was; cleared, that end cannot pass for the ending of an earlier frame left
-        // behind in the reused buffer.
-        let ending = rest.len().saturating_sub(OPTIONS.len());
-        if let Some(end) = rest.get_mut(ending..) {
-            end.fill(0);
-        }
-        frame.write(Cursor { rest }).rest.len()
+    let (given, left) = {
+        let rest = b.room(room.saturating_add(1));
+        let given = rest.len();
+        (given, frame.write(Cursor { rest }).rest.len())
     };
-    let used = room.saturating_sub(left);
-    // A frame that did not fit leaves the cursor empty, but so does one that fills its
-    // room exactly. Every frame ends with the options map, which a frame that did not fit
-    // cannot have written at the end of its room: its last write wrote nothing.
-    let ended = b
-        .bytes
-        .get(start..start.saturating_add(used))
-        .is_some_and(|f| f.ends_with(&OPTIONS));
-    if left == 0 && !ended {
+    if left == 0 {
         return false;
     }
-    b.len = start.saturating_add(used);
+    b.len = start.saturating_add(given - left);
     true
 }
 
@@ -322,15 +314,15 @@ fn fill<F: Frame>(b: &mut Batch, room: usize, frame: &F) -> bool {
 #[must_use]
 fn append<F: Frame>(buf: &mut Batch, room: usize, frame: &F) -> bool {
     let spare = buf.spare();
-    if room > spare || !fill(buf, room, frame) {
+    if room >= spare || !fill(buf, room, frame) {
         return refill(buf, spare, frame);
     }
     true
 }
 
 /// Writes `frame` into its exact size as [`Count`] measures it, plus [`SLACK`] as far as
-/// the spare capacity allows: a buffer that has held the largest frame never grows
-/// again. (A frame fits in its exact size: each padded write is followed by at least as
+/// the spare capacity allows: a buffer that has held the largest frame (and the one
+/// byte more that `fill` asks for) never grows again. (A frame fits in its exact size: each padded write is followed by at least as
 /// many bytes of the frame as it copies beyond its own.) Were that too small (the unit
 /// tests show that the cursor and the counter agree), it is written into its size plus
 /// the slack, and were that too small as well, nothing is appended.
@@ -340,7 +332,8 @@ fn append<F: Frame>(buf: &mut Batch, room: usize, frame: &F) -> bool {
 fn refill<F: Frame>(b: &mut Batch, spare: usize, frame: &F) -> bool {
     let exact = frame.write(Count(0)).0;
     let room = exact.saturating_add(SLACK);
-    if exact <= spare && fill(b, room.min(spare), frame) {
+    // `fill` takes one byte more than the room.
+    if exact < spare && fill(b, room.min(spare - 1), frame) {
         return true;
     }
     fill(b, room, frame)
@@ -802,6 +795,35 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_frame_is_never_taken_for_whole_whatever_its_bytes() {
+        // Custom data holding the options map: the frame has the bytes it ends with in
+        // its middle. No room short of the frame may pass for it.
+        let r = Record::data_plane().custom("TimeFormat", "DateTime");
+        let frame = RecordFrame {
+            service_tree_id: "sid",
+            ts: 7,
+            record: &r,
+        };
+        let whole = encoded_len("sid", &r);
+        let mut full = Batch::default();
+        assert!(fill(&mut full, whole, &frame));
+        let bytes = full.as_slice().to_vec();
+        let inner = bytes
+            .windows(OPTIONS.len())
+            .position(|w| w == OPTIONS)
+            .map(|at| at + OPTIONS.len());
+        assert!(
+            inner.is_some_and(|at| at < whole),
+            "the map is inside the frame"
+        );
+        for room in 0..whole {
+            let mut b = Batch::default();
+            assert!(!fill(&mut b, room, &frame), "room {room} of {whole}");
+            assert!(b.as_slice().is_empty());
+        }
+    }
+
+    #[test]
     fn appends_after_earlier_frames_and_survives_a_short_room() {
         let r = sample_record();
         let mut buf = Batch::default();
@@ -853,8 +875,8 @@ mod tests {
             assert_eq!(v.as_slice(), [&b"xy"[..], &one[..]].concat());
         }
 
-        // A buffer whose spare capacity is exactly the frame does not grow.
-        let mut exact = Batch::with_capacity(2 + one.len());
+        // A buffer whose spare capacity is the frame and one byte does not grow.
+        let mut exact = Batch::with_capacity(2 + one.len() + 1);
         exact.extend_from_slice(b"xy");
         let capacity = exact.bytes.capacity();
         assert!(append_record(&mut exact, "sid", 7, &r));

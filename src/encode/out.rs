@@ -52,8 +52,8 @@ pub(super) fn rmp_bytes<T, E>(
     (bytes, (9 - left).min(9))
 }
 
-/// Writes a frame front to back into a zero-filled region of the frame buffer (see
-/// [`append`]). A write that does not fit, which the size bound rules out, writes
+/// Writes a frame front to back into a region of the frame buffer (see [`append`]; the
+/// region may hold stale bytes, and every write fills each byte it moves past). A write that does not fit, which the size bound rules out, writes
 /// nothing and empties the cursor, so that nothing after it is written either.
 ///
 /// The cursor is one slice, passed by value where a call is not inlined (the recursive
