@@ -675,7 +675,7 @@ fn idle_samples(ours: &Ours, n: usize, what: Idle) -> Vec<u64> {
 fn bare_queue_samples(n: usize) -> (Vec<u64>, Vec<u64>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    type Item = (i64, [u64; 34]); // 280 bytes, as `(i64, Record)`
+    type Item = (i64, [u64; 34]); // 280 bytes, about a queued `(i64, usize, Record)`
     let (tx, rx) = crossbeam_channel::bounded::<Item>(2048);
     let stop = Arc::new(AtomicBool::new(false));
     let taken = Arc::new(AtomicU64::new(0));

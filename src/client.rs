@@ -405,9 +405,12 @@ impl ClientBuilder {
 /// The `closed` bit of the send gate; the bits below count senders in flight.
 const CLOSED: u64 = 1 << 63;
 
-/// The slice `send_timeout` and `flush` wait in before looking at the gate again, so a
-/// concurrent `close` never waits on them for long.
+/// The slice `flush` waits in before looking at the gate again, so a concurrent `close`
+/// never waits on it for long.
 const WAIT_SLICE: Duration = Duration::from_millis(10);
+
+/// The longest a producer sleeps for room before looking at the queue again by itself.
+const ROOM_BACKSTOP: Duration = Duration::from_secs(1);
 
 /// The writer (which returns the records it could not write) and the supervisor.
 type Threads = (JoinHandle<Vec<Record>>, JoinHandle<()>);
@@ -552,9 +555,10 @@ impl Client {
                 Counters::add(&inner.counters.refused_full, 1);
                 return Err(SendError::QueueFull(item_record(item)));
             }
-            // In slices, so a close that somehow went unseen costs a slice at most.
+            // The writer, `close` and the client's death wake sleepers; the backstop only
+            // bounds what a wake-up missed by mistake would cost.
             inner.shared.room.wait(
-                deadline.min(deadline::after(WAIT_SLICE)),
+                deadline.min(deadline::after(ROOM_BACKSTOP)),
                 || inner.tx.len(),
                 || {
                     inner.gate.load(Ordering::Relaxed) & CLOSED != 0

@@ -65,7 +65,7 @@ impl Transport {
                 socket.connect_timeout(&SockAddr::unix(path)?, connect_timeout)?;
                 socket.set_write_timeout(Some(write_timeout))?;
                 if let Some(bytes) = send_buffer.for_unix() {
-                    socket.set_send_buffer_size(bytes)?;
+                    set_send_buffer(&socket, bytes);
                 }
                 Ok(Connection::Socket(socket))
             }
@@ -96,7 +96,7 @@ fn connect_tcp(
     socket.connect_timeout(&addr.into(), connect_timeout)?;
     socket.set_write_timeout(Some(write_timeout))?;
     if let Some(bytes) = send_buffer.for_tcp() {
-        socket.set_send_buffer_size(bytes)?;
+        set_send_buffer(&socket, bytes);
     }
     socket.set_tcp_nodelay(true)?;
     socket.set_tcp_keepalive(
@@ -105,6 +105,13 @@ fn connect_tcp(
             .with_interval(Duration::from_secs(10)),
     )?;
     Ok(socket)
+}
+
+/// Asks for a send buffer, best effort: a system that refuses the size (macOS does above
+/// `kern.ipc.maxsockbuf`; Linux caps it instead) keeps its default rather than leave the
+/// client unable to connect.
+fn set_send_buffer(socket: &Socket, bytes: usize) {
+    let _refused = socket.set_send_buffer_size(bytes);
 }
 
 impl fmt::Display for Transport {

@@ -755,7 +755,11 @@ fn a_sender_waiting_for_room_sleeps_and_everything_arrives_in_order() {
         cpu < Duration::from_millis(60),
         "the waiting sender used {cpu:?}"
     );
+    // Once the agent reads, the writer wakes the sender each time it has drained half
+    // the queue. (Were those wake-ups missing, each of the sender's hundreds of waits
+    // would last its one-second backstop, far beyond this deadline.)
     agent.resume_reading();
+    wait_until("the sender to finish", || sender.is_finished());
     sender.join().unwrap();
     client.flush(PATIENCE).unwrap();
     let total = accepted + EXTRA;
@@ -766,7 +770,17 @@ fn a_sender_waiting_for_room_sleeps_and_everything_arrives_in_order() {
 
 #[test]
 fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
-    let (_dir, _agent, client) = stalled("wait-close");
+    let dir = TempDir::new("wait-close");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    // A small send buffer, so the writer is soon stuck in a write.
+    let client = builder()
+        .unix_socket(dir.socket())
+        .queue_capacity(16)
+        .send_buffer_size(Some(4096))
+        .wait_for_connection(true)
+        .build()
+        .unwrap();
     let accepted = fill_queue(&client);
     let waiting = client.clone();
     let closer = client.clone();
@@ -780,7 +794,7 @@ fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
                 loop {
                     match waiting.send_timeout(record(n), PATIENCE) {
                         Ok(()) => n += 1,
-                        Err(e) => return (e, n),
+                        Err(e) => return (e, n, Instant::now()),
                     }
                 }
             })
@@ -788,11 +802,23 @@ fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
         wait_until("the sender to wait", || {
             thread_state("closed-sender") == Some('S')
         });
-        let report = closer.close(Duration::from_millis(200));
-        (sender.join().unwrap(), report)
+        let started = Instant::now();
+        // The writer is stuck in a write (the agent reads nothing) until close's
+        // deadline, so only close itself can wake the sender sooner than its backstop.
+        let report = closer.close(Duration::from_secs(2));
+        (sender.join().unwrap(), report, started)
     });
     match result.0 {
-        (SendError::Closed(back), n) => assert_eq!(back, record(n)),
+        (SendError::Closed(back), n, returned) => {
+            assert_eq!(back, record(n));
+            // Woken by close, not by its one-second backstop (nor by the writer, stuck
+            // for two).
+            let after = returned.saturating_duration_since(result.2);
+            assert!(
+                after < Duration::from_millis(900),
+                "returned {after:?} after close"
+            );
+        }
         other => panic!("expected Closed, got {other:?}"),
     }
     let report = result.1;
@@ -879,4 +905,11 @@ fn a_send_buffer_the_kernel_cannot_take_is_refused() {
             .unwrap_err();
         assert!(matches!(err, BuildError::Config(_)), "{bytes}: {err}");
     }
+    // The largest the kernel can take (doubled, it still fits its int) is accepted.
+    let client = Client::builder(STI)
+        .transport(Transport::NoOp)
+        .send_buffer_size(Some((1 << 30) - 1))
+        .build()
+        .unwrap();
+    client.close(PATIENCE);
 }
