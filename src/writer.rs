@@ -216,52 +216,79 @@ impl Writer {
     /// Moves queued records into the buffer until the next one could take it past
     /// [`BATCH_BYTES`] (that one is kept in `carry` and starts the next batch) or the
     /// queue is empty.
+    ///
+    /// Records are taken off the queue first, a batch at a time, and encoded after: each
+    /// arrives from the producers' cores in cache lines the writer must fetch, and in a
+    /// tight loop of takes those fetches overlap instead of waiting on encoding.
     fn fill(&mut self) {
-        if let Some((ts, room, record)) = self.carry.take() {
-            self.take_record(ts, room, record);
-        }
-        while self.carry.is_none() {
-            match self.rx.try_recv() {
-                Ok(Item::Record(ts, room, record)) => {
-                    self.shared.room.taken(|| self.rx.len());
-                    let len = self.buf.as_slice().len();
-                    if len > 0 && len.saturating_add(room) > BATCH_BYTES {
-                        self.carry = Some((ts, room, record));
-                    } else {
-                        self.take_record(ts, room, record);
-                    }
+        loop {
+            let first = self.frames.len();
+            let mut planned = self.buf.as_slice().len();
+            let mut flush = None;
+            loop {
+                let (ts, room, record) = match self.carry.take() {
+                    Some(carried) => carried,
+                    None => match self.rx.try_recv() {
+                        Ok(Item::Record(ts, room, record)) => {
+                            self.shared.room.taken(|| self.rx.len());
+                            (ts, room, record)
+                        }
+                        Ok(Item::Flush(signal)) => {
+                            self.shared.room.taken(|| self.rx.len());
+                            flush = Some(signal);
+                            break;
+                        }
+                        Err(_) => break,
+                    },
+                };
+                if planned > 0 && planned.saturating_add(room) > BATCH_BYTES {
+                    self.carry = Some((ts, room, record));
+                    break;
                 }
-                Ok(Item::Flush(signal)) => {
-                    self.shared.room.taken(|| self.rx.len());
-                    let at = self.buf.as_slice().len();
-                    self.flushes.push((at, signal));
-                }
-                Err(_) => break,
+                planned = planned.saturating_add(room);
+                // Until encoded, `end` holds the room the producer measured.
+                self.frames.push_back(Frame {
+                    start: 0,
+                    end: room,
+                    stream_end: 0,
+                    ts,
+                    record,
+                });
+            }
+            let took = self.frames.len() > first;
+            self.encode_from(first);
+            if let Some(signal) = flush {
+                let at = self.buf.as_slice().len();
+                self.flushes.push((at, signal));
+            } else if !took || self.carry.is_none() {
+                // The queue is empty, or the carried record does not fit even by the
+                // batch's actual length.
+                return;
             }
         }
     }
 
-    /// Encodes a record at the end of the buffer and keeps it with its frame.
-    fn take_record(&mut self, ts: i64, room: usize, record: Record) {
-        self.busy = true;
-        let start = self.buf.as_slice().len();
-        let sti = &self.config.service_tree_id;
-        if !append_record_in(&mut self.buf, room, sti, ts, &record) {
-            Counters::add(&self.shared.counters.lost, 1);
-            self.shared.notifier.publish(Event::RecordsLost {
-                count: 1,
-                reason: LossReason::Unencodable,
-            });
-            return;
+    /// Encodes the frames from `first` on, just taken off the queue, at the end of the
+    /// buffer.
+    fn encode_from(&mut self, first: usize) {
+        let mut i = first;
+        while let Some(f) = self.frames.get_mut(i) {
+            self.busy = true;
+            let start = self.buf.as_slice().len();
+            let sti = &self.config.service_tree_id;
+            if append_record_in(&mut self.buf, f.end, sti, f.ts, &f.record) {
+                f.start = start;
+                f.end = self.buf.as_slice().len();
+                i += 1;
+            } else {
+                drop(self.frames.remove(i));
+                Counters::add(&self.shared.counters.lost, 1);
+                self.shared.notifier.publish(Event::RecordsLost {
+                    count: 1,
+                    reason: LossReason::Unencodable,
+                });
+            }
         }
-        let end = self.buf.as_slice().len();
-        self.frames.push_back(Frame {
-            start,
-            end,
-            stream_end: 0,
-            ts,
-            record,
-        });
     }
 
     fn has_output(&self) -> bool {
