@@ -4,8 +4,8 @@
 //! queue full sleeps here until the writer has drained it to half full, its deadline
 //! passes, or the client stops. Half, not one free slot: a producer woken for every slot
 //! would be woken once per record, and a producer that spins burns the CPU the writer
-//! needs. The writer's cost while nobody waits is one load per record (a plain load on
-//! x86), of a cache line only waiting producers write.
+//! needs. The writer's cost while nobody waits is one load per batch of records it
+//! takes (a plain load on x86), of a cache line only waiting producers write.
 
 use std::sync::atomic::{Ordering, fence};
 use std::time::Instant;
@@ -54,7 +54,7 @@ impl Room {
         }
     }
 
-    /// The writer took an item: wakes the sleepers once the queue is down to half.
+    /// The writer took items: wakes the sleepers once the queue is down to half.
     #[inline]
     pub(crate) fn taken(&self, len: impl FnOnce() -> usize) {
         // SeqCst, like the producer's store and its look at the queue: the writer's take

@@ -229,12 +229,8 @@ impl Writer {
                 let (ts, room, record) = match self.carry.take() {
                     Some(carried) => carried,
                     None => match self.rx.try_recv() {
-                        Ok(Item::Record(ts, room, record)) => {
-                            self.shared.room.taken(|| self.rx.len());
-                            (ts, room, record)
-                        }
+                        Ok(Item::Record(ts, room, record)) => (ts, room, record),
                         Ok(Item::Flush(signal)) => {
-                            self.shared.room.taken(|| self.rx.len());
                             flush = Some(signal);
                             break;
                         }
@@ -255,6 +251,9 @@ impl Writer {
                     record,
                 });
             }
+            // Producers waiting for room are woken once the queue is down to half: looked
+            // at once per batch taken.
+            self.shared.room.taken(|| self.rx.len());
             let took = self.frames.len() > first;
             self.encode_from(first);
             if let Some(signal) = flush {
