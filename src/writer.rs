@@ -1,11 +1,11 @@
 //! The writer thread: takes records off the queue, encodes them back to back into one
 //! reused buffer, and writes that buffer to the socket.
 //!
-//! An idle writer writes each record at once; a busy one drains whatever is queued into
-//! the buffer (up to [`BATCH_BYTES`]) and makes one syscall for all of it. Producers never
-//! wake it per record: an idle writer polls the queue, every millisecond at first and less
-//! often the longer it stays idle (up to `idle_poll`), and is woken only when the queue
-//! passes half full, or by `flush` and `close`.
+//! An idle writer writes each record at once; a busy one takes whatever is queued, up to
+//! [`BATCH_BYTES`] of frames, encodes it into the buffer and makes one syscall for all of
+//! it. Producers never wake it per record: an idle writer polls the queue, every
+//! millisecond at first and less often the longer it stays idle (up to `idle_poll`), and
+//! is woken only when the queue passes half full, or by `flush` and `close`.
 //!
 //! When a write fails, the frames not yet completely written stay in the buffer, in
 //! order; the writer hands the broken connection to the supervisor's closer, waits for a
