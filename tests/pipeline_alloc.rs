@@ -1,5 +1,6 @@
-//! Zero allocation end to end: 100,000 static records through `try_send`, the queue,
-//! the writer, the encoder and a real Unix socket, counted by a global allocator.
+//! Zero allocation end to end: 100,000 static records through `try_send` (half of them
+//! waiting for room in `send_timeout` when the queue is full), the queue, the writer, the
+//! encoder and a real Unix socket, counted by a global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
@@ -77,12 +78,20 @@ fn static_record(n: u64) -> Record {
         .operation_result(OperationResult::Success)
 }
 
-fn send_all(client: &Client, from: u64, count: u64) {
+/// Sends records `from..from + count` with `try_send`; on `QueueFull` the producer
+/// either yields and tries again or, with `wait`, hands the record to `send_timeout`.
+fn send_all(client: &Client, from: u64, count: u64, wait: bool) {
     for n in from..from + count {
         let mut record = static_record(n);
         loop {
             match client.try_send(record) {
                 Ok(()) => break,
+                Err(SendError::QueueFull(back)) if wait => {
+                    client
+                        .send_timeout(back, Duration::from_secs(60))
+                        .unwrap_or_else(|e| panic!("refused: {e}"));
+                    break;
+                }
                 Err(SendError::QueueFull(back)) => {
                     record = back;
                     std::thread::yield_now();
@@ -124,25 +133,38 @@ fn steady_state_pipeline_allocates_nothing() {
         .build()
         .unwrap();
 
-    // Warm-up: connection, heartbeat, buffers and queue slots reach their working size.
-    send_all(&client, 0, 20_000);
-    wait_written(&client, 20_000);
+    // Warm-up: connection, heartbeat, buffers and queue slots reach their working size,
+    // and the producer has waited for room at least once.
+    send_all(&client, 0, 20_000, false);
+    send_all(&client, 20_000, 20_000, true);
+    wait_written(&client, 40_000);
 
-    // Measured: building each record, try_send, the queue, the writer, the encoder and
-    // the socket writes.
+    // Measured: building each record, try_send, waiting for room in send_timeout, the
+    // queue, the writer, the encoder and the socket writes.
     ALLOCATIONS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
-    send_all(&client, 20_000, 100_000);
-    wait_written(&client, 120_000);
+    send_all(&client, 40_000, 50_000, false);
+    let full_before = client.stats().refused_full;
+    send_all(&client, 90_000, 50_000, true);
+    // Each `QueueFull` in this phase was followed by a wait in `send_timeout`.
+    let waits = client.stats().refused_full - full_before;
+    wait_written(&client, 140_000);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
 
     let report = client.close(Duration::from_secs(5));
-    assert_eq!(report.stats.written, 120_000);
+    assert_eq!(report.stats.written, 140_000);
     assert!(report.unsent.is_empty());
     let bytes = reader.join().unwrap();
     assert_eq!(bytes, report.stats.bytes_written);
-    println!("allocations for 100,000 records built and sent in steady state: {allocations}");
+    println!(
+        "allocations for 100,000 records built and sent in steady state: {allocations} \
+         (the second 50,000 met a full queue and waited for room {waits} times)"
+    );
+    assert!(
+        waits > 0,
+        "the producer never had to wait: the test proves less than it says"
+    );
     assert_eq!(allocations, 0, "the steady-state pipeline allocated");
     let _ = std::fs::remove_dir_all(&dir);
 }
