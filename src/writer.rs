@@ -143,7 +143,7 @@ pub(crate) struct Writer {
     /// [`BATCH_BYTES`]: it starts the next batch, so each write fits one 64 KiB read of
     /// the agent's. (Writes just past 64 KiB cost a reader with a 64 KiB buffer a second,
     /// small read each: 1.55 reads per write against 1.0, counted with strace.)
-    carry: Option<(i64, usize, Record)>,
+    carry: Option<Frame>,
 }
 
 impl Writer {
@@ -226,10 +226,17 @@ impl Writer {
             let mut planned = self.buf.as_slice().len();
             let mut flush = None;
             loop {
-                let (ts, room, record) = match self.carry.take() {
+                // Until encoded, a frame's `end` holds the room the producer measured.
+                let frame = match self.carry.take() {
                     Some(carried) => carried,
                     None => match self.rx.try_recv() {
-                        Ok(Item::Record(ts, room, record)) => (ts, room, record),
+                        Ok(Item::Record(ts, room, record)) => Frame {
+                            start: 0,
+                            end: room,
+                            stream_end: 0,
+                            ts,
+                            record,
+                        },
                         Ok(Item::Flush(signal)) => {
                             flush = Some(signal);
                             break;
@@ -237,19 +244,12 @@ impl Writer {
                         Err(_) => break,
                     },
                 };
-                if planned > 0 && planned.saturating_add(room) > BATCH_BYTES {
-                    self.carry = Some((ts, room, record));
+                if planned > 0 && planned.saturating_add(frame.end) > BATCH_BYTES {
+                    self.carry = Some(frame);
                     break;
                 }
-                planned = planned.saturating_add(room);
-                // Until encoded, `end` holds the room the producer measured.
-                self.frames.push_back(Frame {
-                    start: 0,
-                    end: room,
-                    stream_end: 0,
-                    ts,
-                    record,
-                });
+                planned = planned.saturating_add(frame.end);
+                self.frames.push_back(frame);
             }
             // Producers waiting for room are woken once the queue is down to half: looked
             // at once per batch taken.
@@ -678,7 +678,7 @@ impl Writer {
             .drain(..)
             .skip(self.tail)
             .map(|f| f.record)
-            .chain(self.carry.take().map(|(_, _, record)| record))
+            .chain(self.carry.take().map(|f| f.record))
             .collect()
     }
 }
