@@ -25,10 +25,8 @@
 //!
 //! `CARGO_TARGET_DIR=/work/target-c cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
-use std::borrow::Cow;
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -36,10 +34,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use geneva_audit::{
-    CallerIdentity, CallerIdentityType, Client, Encoder, OperationCategory, OperationResult,
-    OperationType, Record, SendError, TargetResource, Text, Value, encoded_len_bound,
-};
+use geneva_audit::{Client, Encoder, Record, SendError, encoded_len_bound};
 use serde::{Serialize, Serializer};
 
 const SID: &str = "e6c9fcb1-7f08-4c1d-9e7a-123456789abc";
@@ -48,73 +43,10 @@ const CHUNK: usize = 64 * 1024;
 /// How long any single wait in the bench may take before it is called a failure.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-// ---------------------------------------------------------------------------------------
-// Golden's `bench_record`, from static data: building (or cloning) it allocates nothing.
-
-static IDENTITIES: [CallerIdentity; 3] = [
-    CallerIdentity::from_static(CallerIdentityType::Upn, "alice@contoso.com", "primary user"),
-    CallerIdentity::from_static(CallerIdentityType::Upn, "bob@contoso.com", "delegated user"),
-    CallerIdentity::from_static(
-        CallerIdentityType::ObjectId,
-        "0b0c2d6a-5a8e-4f4e-9d2b-1f7e8c3a4b5d",
-        "AAD object id",
-    ),
-];
-
-static TARGETS: [TargetResource; 2] = [
-    TargetResource {
-        resource_type: Cow::Borrowed("SubscriptionId"),
-        name: Cow::Borrowed("4bb12743-2418-427f-92ae-96a11a4044fe"),
-        cluster: Cow::Borrowed("cluster-01"),
-        data_center: Cow::Borrowed("dc-west"),
-        region: Cow::Borrowed("westus2"),
-    },
-    TargetResource {
-        resource_type: Cow::Borrowed("ResourceGroup"),
-        name: Cow::Borrowed(
-            "/subscriptions/4bb12743-2418-427f-92ae-96a11a4044fe/resourceGroups/IFxAudit",
-        ),
-        cluster: Cow::Borrowed(""),
-        data_center: Cow::Borrowed(""),
-        region: Cow::Borrowed("westus2"),
-    },
-];
-
-/// Sorted bytewise, as the record keeps them.
-static LEVELS: [Text; 3] = [
-    Text::Borrowed("Contributor"),
-    Text::Borrowed("Reader"),
-    Text::Borrowed("UserAccessAdministrator"),
-];
-
-static CUSTOM: [(Text, Value); 3] = [
-    (
-        Text::Borrowed("requestId"),
-        Value::Str(Text::Borrowed("7f0e1c2d-3b4a-5968-7a8b-9c0d1e2f3a4b")),
-    ),
-    (Text::Borrowed("retries"), Value::Int(3)),
-    (Text::Borrowed("dryRun"), Value::Bool(false)),
-];
-
-/// Built once; the pipelines send clones. Every collection borrows a static slice, so a
-/// clone allocates nothing (and costs ~20 ns, where the chained setters cost ~100 ns: each
-/// moves the 264-byte record).
-fn bench_record() -> Record {
-    Record::data_plane()
-        .caller_ip(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 42)))
-        .caller_identities_from(&IDENTITIES[..])
-        .add_operation_category(OperationCategory::UserManagement)
-        .add_operation_category(OperationCategory::Authentication)
-        .add_operation_category(OperationCategory::ResourceManagement)
-        .custom_data_from(&CUSTOM[..])
-        .target_resources_from(&TARGETS[..])
-        .caller_access_levels_from(&LEVELS[..])
-        .operation_access_level("Contributor")
-        .operation_name("CreateStorageAccount")
-        .caller_agent("azure-cli/2.61.0")
-        .operation_type(OperationType::Create)
-        .operation_result(OperationResult::Success)
-}
+// Golden's `bench_record`, from static data, shared with `examples/pipeline_probe.rs`.
+#[path = "support/bench_record.rs"]
+mod bench_record;
+use bench_record::bench_record;
 
 // ---------------------------------------------------------------------------------------
 // The reference design's serde mirror of the same wire shape (as in benches/encode.rs).

@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use geneva_audit::{
-    CallerIdentity, CallerIdentityType, Encoder, Heartbeat, OperationCategory, OperationResult,
-    OperationType, Record, TargetResource, Text, Value, encoded_len,
+    CallerIdentityType, Encoder, Heartbeat, OperationCategory, OperationResult, OperationType,
+    Record, TargetResource, Text, Value, encoded_len,
 };
 
 struct Counting;
@@ -127,47 +127,6 @@ fn value(rng: &mut Rng, depth: usize) -> Value {
     }
 }
 
-static STATIC_IDENTITIES: [CallerIdentity; 3] = [
-    CallerIdentity::from_static(CallerIdentityType::Upn, "alice@contoso.com", "primary user"),
-    CallerIdentity::from_static(CallerIdentityType::Upn, "bob@contoso.com", "delegated user"),
-    CallerIdentity::from_static(
-        CallerIdentityType::ObjectId,
-        "0b0c2d6a-5a8e-4f4e-9d2b-1f7e8c3a4b5d",
-        "AAD object id",
-    ),
-];
-static STATIC_TARGETS: [TargetResource; 2] = [
-    TargetResource {
-        resource_type: Cow::Borrowed("SubscriptionId"),
-        name: Cow::Borrowed("4bb12743-2418-427f-92ae-96a11a4044fe"),
-        cluster: Cow::Borrowed("cluster-01"),
-        data_center: Cow::Borrowed("dc-west"),
-        region: Cow::Borrowed("westus2"),
-    },
-    TargetResource {
-        resource_type: Cow::Borrowed("ResourceGroup"),
-        name: Cow::Borrowed(
-            "/subscriptions/4bb12743-2418-427f-92ae-96a11a4044fe/resourceGroups/IFxAudit",
-        ),
-        cluster: Cow::Borrowed(""),
-        data_center: Cow::Borrowed(""),
-        region: Cow::Borrowed("westus2"),
-    },
-];
-static STATIC_LEVELS: [Text; 3] = [
-    Text::Borrowed("Contributor"),
-    Text::Borrowed("Reader"),
-    Text::Borrowed("UserAccessAdministrator"),
-];
-static STATIC_CUSTOM: [(Text, Value); 3] = [
-    (
-        Text::Borrowed("requestId"),
-        Value::Str(Cow::Borrowed("7f0e1c2d-3b4a-5968-7a8b-9c0d1e2f3a4b")),
-    ),
-    (Text::Borrowed("retries"), Value::Int(3)),
-    (Text::Borrowed("dryRun"), Value::Bool(false)),
-];
-
 /// Golden's `bench_record` (the README's sample), built entry by entry with the builder
 /// from `&'static str`.
 fn sample_built_entry_by_entry() -> Record {
@@ -229,23 +188,10 @@ fn readme_record() -> Record {
 }
 
 /// The same record as [`sample_built_entry_by_entry`] from static data only: static text
-/// and static slices.
-fn sample_from_static_data() -> Record {
-    Record::data_plane()
-        .caller_ip(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 42)))
-        .caller_identities_from(&STATIC_IDENTITIES[..])
-        .add_operation_category(OperationCategory::UserManagement)
-        .add_operation_category(OperationCategory::Authentication)
-        .add_operation_category(OperationCategory::ResourceManagement)
-        .custom_data_from(&STATIC_CUSTOM[..])
-        .target_resources_from(&STATIC_TARGETS[..])
-        .caller_access_levels_from(&STATIC_LEVELS[..])
-        .operation_access_level("Contributor")
-        .operation_name("CreateStorageAccount")
-        .caller_agent("azure-cli/2.61.0")
-        .operation_type(OperationType::Create)
-        .operation_result(OperationResult::Success)
-}
+/// and static slices (the pipeline bench's record).
+#[path = "../benches/support/bench_record.rs"]
+mod bench_record;
+use bench_record::bench_record as sample_from_static_data;
 
 /// 10,000 valid records of every shape: static templates, records built entry by entry
 /// from static and owned text, few and many entries, nested custom data, long strings.
