@@ -11,9 +11,13 @@ use geneva_audit::{
     CallerIdentityType, Encoder, MessageKind, OperationCategory, OperationResult, OperationType,
     Record, TargetResource, Text, Value,
 };
+use oracle::same;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use rmpv::Value as Mp;
+
+#[path = "support/oracle.rs"]
+mod oracle;
 
 /// Everything a generated record is built from, kept to derive the expected frame.
 #[derive(Debug, Clone)]
@@ -235,140 +239,33 @@ fn build(spec: &Spec) -> Record {
     r
 }
 
-fn s(text: &str) -> Mp {
-    Mp::from(text)
-}
-
-fn mp_value(v: &Value) -> Mp {
-    match v {
-        Value::Nil => Mp::Nil,
-        Value::Bool(b) => Mp::Boolean(*b),
-        Value::Int(i) => Mp::from(*i),
-        Value::UInt(u) => Mp::from(*u),
-        Value::Float(f) => Mp::F64(*f),
-        Value::Str(t) => s(t),
-        Value::Bytes(b) => Mp::Binary(b.to_vec()),
-        Value::Array(items) => Mp::Array(items.iter().map(mp_value).collect()),
-        Value::Map(entries) => Mp::Map(entries.iter().map(|(k, v)| (s(k), mp_value(v))).collect()),
-    }
-}
-
 /// The frame the wire contract prescribes for `spec`, as a decoded tree.
 fn expected(spec: &Spec, sid: &str) -> Mp {
-    let ip = match &spec.zone {
-        Some(zone) => format!("{}%{zone}", spec.ip),
-        None => spec.ip.to_string(),
-    };
-
-    // Identities grouped by type, types in enum order, in insertion order within a type.
-    let mut ids = spec.identities.clone();
-    ids.sort_by_key(|(kind, ..)| *kind as u8);
-    let mut id_groups: Vec<(Mp, Mp)> = Vec::new();
-    for group in ids.chunk_by(|a, b| a.0 == b.0) {
-        let items = group
-            .iter()
-            .map(|(_, id, desc)| Mp::Map(vec![(s("Identity"), s(id)), (s("Description"), s(desc))]))
-            .collect();
-        id_groups.push((s(group[0].0.wire_name()), Mp::Array(items)));
-    }
-
-    let mut cats: Vec<u8> = spec.categories.iter().map(|c| *c as u8).collect();
-    cats.sort_unstable();
-    cats.dedup();
-    let cats = cats
-        .into_iter()
-        .map(|n| s(OperationCategory::from_repr(n).expect("valid").wire_name()))
-        .collect();
-
-    // Resource types in first-seen order, resources of a type in insertion order.
-    let mut types: Vec<&str> = Vec::new();
-    for [t, ..] in &spec.resources {
-        if !types.contains(&t.as_str()) {
-            types.push(t);
-        }
-    }
-    let targets = types
-        .iter()
-        .map(|t| {
-            let items = spec
-                .resources
-                .iter()
-                .filter(|r| r[0] == *t)
-                .map(|[_, n, c, d, reg]| {
-                    Mp::Map(vec![
-                        (s("Name"), s(n)),
-                        (s("Cluster"), s(c)),
-                        (s("DataCenter"), s(d)),
-                        (s("Region"), s(reg)),
-                    ])
-                })
-                .collect();
-            (s(t), Mp::Array(items))
-        })
-        .collect();
-
-    let mut levels: Vec<&str> = spec.access_levels.iter().map(String::as_str).collect();
-    levels.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    levels.dedup();
-
-    // A repeated key keeps its first position and takes its last value.
-    let mut custom: Vec<(&str, &Value)> = Vec::new();
-    for (k, v) in &spec.custom {
-        match custom.iter_mut().find(|(k2, _)| k2 == k) {
-            Some(slot) => slot.1 = v,
-            None => custom.push((k, v)),
-        }
-    }
-
-    let mut body = vec![
-        (s("env_ikey"), s(sid)),
-        (s("CallerIpAddress"), s(&ip)),
-        (s("CallerIdentities"), Mp::Map(id_groups)),
-        (s("OperationCategories"), Mp::Array(cats)),
-    ];
-    if !custom.is_empty() {
-        let entries = custom.iter().map(|(k, v)| (s(k), mp_value(v))).collect();
-        body.push((s("CustomData"), Mp::Map(entries)));
-    }
-    body.extend([
-        (s("TargetResources"), Mp::Map(targets)),
-        (
-            s("CallerAccessLevels"),
-            Mp::Array(levels.into_iter().map(s).collect()),
-        ),
-        (s("OperationAccessLevel"), s(&spec.operation_access_level)),
-        (s("OperationName"), s(&spec.operation_name)),
-        (s("OperationResultDescription"), s(&spec.result_description)),
-        (s("CallerAgent"), s(&spec.caller_agent)),
-        (
-            s("OperationCategoryDescription"),
-            s(&spec.category_description),
-        ),
-        (s("OperationType"), s(spec.operation_type.wire_name())),
-        (s("OperationResult"), s(spec.result.wire_name())),
-    ]);
-    Mp::Array(vec![
-        s(spec.kind.tag()),
-        Mp::Array(vec![Mp::Array(vec![Mp::from(spec.ts), Mp::Map(body)])]),
-        Mp::Map(vec![(s("TimeFormat"), s("DateTime"))]),
-    ])
-}
-
-/// Exact, ordered equality, with floats compared by their bits (so NaN equals itself).
-fn same(a: &Mp, b: &Mp) -> bool {
-    match (a, b) {
-        (Mp::F64(x), Mp::F64(y)) => x.to_bits() == y.to_bits(),
-        (Mp::Array(x), Mp::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Mp::Map(x), Mp::Map(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
-        }
-        _ => a == b,
-    }
+    oracle::expected(&oracle::Plain {
+        kind: spec.kind,
+        ts: spec.ts,
+        service_tree_id: sid,
+        ip: match &spec.zone {
+            Some(zone) => format!("{}%{zone}", spec.ip),
+            None => spec.ip.to_string(),
+        },
+        identities: (spec.identities.iter())
+            .map(|(kind, id, desc)| (*kind, id.as_str(), desc.as_str()))
+            .collect(),
+        categories: spec.categories.clone(),
+        resources: (spec.resources.iter())
+            .map(|r| r.each_ref().map(String::as_str))
+            .collect(),
+        access_levels: spec.access_levels.iter().map(String::as_str).collect(),
+        custom: spec.custom.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+        operation_access_level: &spec.operation_access_level,
+        operation_name: &spec.operation_name,
+        result_description: &spec.result_description,
+        caller_agent: &spec.caller_agent,
+        category_description: &spec.category_description,
+        operation_type: spec.operation_type,
+        result: spec.result,
+    })
 }
 
 /// The first place two trees differ, for the failure message.

@@ -16,7 +16,11 @@ use geneva_audit::{
     OperationType, Record, TargetResource, Text, Value,
 };
 use libfuzzer_sys::fuzz_target;
+use oracle::same;
 use rmpv::Value as Mp;
+
+#[path = "../../tests/support/oracle.rs"]
+mod oracle;
 
 /// Deeper than validation's default limit (32), shallow enough for any stack.
 const MAX_DEPTH: usize = 40;
@@ -274,147 +278,40 @@ fn merged_custom(entries: &[(String, Value)]) -> Vec<(Text, Value)> {
     out
 }
 
-fn s(text: &str) -> Mp {
-    Mp::from(text)
-}
-
-fn mp_value(v: &Value) -> Mp {
-    match v {
-        Value::Nil => Mp::Nil,
-        Value::Bool(b) => Mp::Boolean(*b),
-        Value::Int(i) => Mp::from(*i),
-        Value::UInt(u) => Mp::from(*u),
-        Value::Float(f) => Mp::F64(*f),
-        Value::Str(t) => s(t),
-        Value::Bytes(b) => Mp::Binary(b.to_vec()),
-        Value::Array(items) => Mp::Array(items.iter().map(mp_value).collect()),
-        Value::Map(entries) => Mp::Map(entries.iter().map(|(k, v)| (s(k), mp_value(v))).collect()),
-    }
-}
-
 /// The frame the wire contract prescribes for a valid record built from `input`.
 fn expected(input: &Input, sid: &str) -> Mp {
-    let ip = match (&input.zone, ip(input)) {
-        (Some(zone), Some(ip)) if !zone.is_empty() => format!("{ip}%{zone}"),
-        (_, Some(ip)) => ip.to_string(),
-        (_, None) => unreachable!("validation requires an address"),
-    };
-
-    let mut ids: Vec<(CallerIdentityType, &str, &str)> = input
-        .identities
-        .iter()
-        .map(|(k, id, d)| (identity_type(*k), id.as_str(), d.as_str()))
-        .collect();
-    ids.sort_by_key(|(kind, ..)| *kind as u8);
-    let id_groups = ids
-        .chunk_by(|a, b| a.0 == b.0)
-        .map(|group| {
-            let items = group
-                .iter()
-                .map(|(_, id, d)| Mp::Map(vec![(s("Identity"), s(id)), (s("Description"), s(d))]))
-                .collect();
-            (s(group[0].0.wire_name()), Mp::Array(items))
-        })
-        .collect();
-
-    let mut cats: Vec<u8> = input
-        .categories
-        .iter()
-        .map(|c| category(*c) as u8)
-        .collect();
-    cats.sort_unstable();
-    cats.dedup();
-    let cats = cats
-        .into_iter()
-        .map(|n| s(OperationCategory::from_repr(n).expect("valid").wire_name()))
-        .collect();
-
-    let mut types: Vec<&str> = Vec::new();
-    for (t, ..) in &input.resources {
-        if !types.contains(&t.as_str()) {
-            types.push(t);
-        }
-    }
-    let targets = types
-        .iter()
-        .map(|t| {
-            let items = input
-                .resources
-                .iter()
-                .filter(|r| r.0 == *t)
-                .map(|(_, n, c, d, reg)| {
-                    Mp::Map(vec![
-                        (s("Name"), s(n)),
-                        (s("Cluster"), s(c)),
-                        (s("DataCenter"), s(d)),
-                        (s("Region"), s(reg)),
-                    ])
-                })
-                .collect();
-            (s(t), Mp::Array(items))
-        })
-        .collect();
-
-    let mut levels: Vec<&str> = input.access_levels.iter().map(String::as_str).collect();
-    levels.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    levels.dedup();
-
-    let custom = merged_custom(&input.custom.0);
-    let mut body = vec![
-        (s("env_ikey"), s(sid)),
-        (s("CallerIpAddress"), s(&ip)),
-        (s("CallerIdentities"), Mp::Map(id_groups)),
-        (s("OperationCategories"), Mp::Array(cats)),
-    ];
-    if !custom.is_empty() {
-        let entries = custom.iter().map(|(k, v)| (s(k), mp_value(v))).collect();
-        body.push((s("CustomData"), Mp::Map(entries)));
-    }
-    // Validation requires both to be set.
-    let op_type = s(operation_type(input.operation_type.expect("set")).wire_name());
-    let result = s(operation_result(input.result.expect("set")).wire_name());
-    body.extend([
-        (s("TargetResources"), Mp::Map(targets)),
-        (
-            s("CallerAccessLevels"),
-            Mp::Array(levels.into_iter().map(s).collect()),
-        ),
-        (s("OperationAccessLevel"), s(&input.operation_access_level)),
-        (s("OperationName"), s(&input.operation_name)),
-        (
-            s("OperationResultDescription"),
-            s(&input.result_description),
-        ),
-        (s("CallerAgent"), s(&input.caller_agent)),
-        (
-            s("OperationCategoryDescription"),
-            s(&input.category_description),
-        ),
-        (s("OperationType"), op_type),
-        (s("OperationResult"), result),
-    ]);
-    Mp::Array(vec![
-        s(kind(input).tag()),
-        Mp::Array(vec![Mp::Array(vec![Mp::from(input.ts), Mp::Map(body)])]),
-        Mp::Map(vec![(s("TimeFormat"), s("DateTime"))]),
-    ])
-}
-
-/// Exact, ordered equality, with floats compared by their bits.
-fn same(a: &Mp, b: &Mp) -> bool {
-    match (a, b) {
-        (Mp::F64(x), Mp::F64(y)) => x.to_bits() == y.to_bits(),
-        (Mp::Array(x), Mp::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Mp::Map(x), Mp::Map(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
-        }
-        _ => a == b,
-    }
+    oracle::expected(&oracle::Plain {
+        kind: kind(input),
+        ts: input.ts,
+        service_tree_id: sid,
+        ip: match (&input.zone, ip(input)) {
+            (Some(zone), Some(ip)) if !zone.is_empty() => format!("{ip}%{zone}"),
+            (_, Some(ip)) => ip.to_string(),
+            (_, None) => unreachable!("validation requires an address"),
+        },
+        identities: (input.identities.iter())
+            .map(|(k, id, d)| (identity_type(*k), id.as_str(), d.as_str()))
+            .collect(),
+        categories: input.categories.iter().map(|c| category(*c)).collect(),
+        resources: (input.resources.iter())
+            .map(|(t, n, c, d, reg)| [t.as_str(), n, c, d, reg])
+            .collect(),
+        access_levels: input.access_levels.iter().map(String::as_str).collect(),
+        custom: input
+            .custom
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect(),
+        operation_access_level: &input.operation_access_level,
+        operation_name: &input.operation_name,
+        result_description: &input.result_description,
+        caller_agent: &input.caller_agent,
+        category_description: &input.category_description,
+        // Validation requires both to be set.
+        operation_type: operation_type(input.operation_type.expect("set")),
+        result: operation_result(input.result.expect("set")),
+    })
 }
 
 const SID: &str = "e6c9fcb1-7f08-4c1d-9e7a-123456789abc";
