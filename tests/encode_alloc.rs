@@ -127,47 +127,6 @@ fn value(rng: &mut Rng, depth: usize) -> Value {
     }
 }
 
-/// Golden's `bench_record` (the README's sample), built entry by entry with the builder
-/// from `&'static str`.
-fn sample_built_entry_by_entry() -> Record {
-    Record::data_plane()
-        .caller_ip(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 42)))
-        .add_caller_identity(CallerIdentityType::Upn, "alice@contoso.com", "primary user")
-        .add_caller_identity(CallerIdentityType::Upn, "bob@contoso.com", "delegated user")
-        .add_caller_identity(
-            CallerIdentityType::ObjectId,
-            "0b0c2d6a-5a8e-4f4e-9d2b-1f7e8c3a4b5d",
-            "AAD object id",
-        )
-        .add_operation_category(OperationCategory::UserManagement)
-        .add_operation_category(OperationCategory::Authentication)
-        .add_operation_category(OperationCategory::ResourceManagement)
-        .custom("requestId", "7f0e1c2d-3b4a-5968-7a8b-9c0d1e2f3a4b")
-        .custom("retries", 3i64)
-        .custom("dryRun", false)
-        .add_target(
-            TargetResource::new("SubscriptionId", "4bb12743-2418-427f-92ae-96a11a4044fe")
-                .cluster("cluster-01")
-                .data_center("dc-west")
-                .region("westus2"),
-        )
-        .add_target(
-            TargetResource::new(
-                "ResourceGroup",
-                "/subscriptions/4bb12743-2418-427f-92ae-96a11a4044fe/resourceGroups/IFxAudit",
-            )
-            .region("westus2"),
-        )
-        .add_caller_access_level("Contributor")
-        .add_caller_access_level("Reader")
-        .add_caller_access_level("UserAccessAdministrator")
-        .operation_access_level("Contributor")
-        .operation_name("CreateStorageAccount")
-        .caller_agent("azure-cli/2.61.0")
-        .operation_type(OperationType::Create)
-        .operation_result(OperationResult::Success)
-}
-
 /// The record of README's example, built as it is there.
 fn readme_record() -> Record {
     Record::data_plane()
@@ -191,7 +150,9 @@ fn readme_record() -> Record {
 /// and static slices (the pipeline bench's record).
 #[path = "../benches/support/bench_record.rs"]
 mod bench_record;
-use bench_record::bench_record as sample_from_static_data;
+use bench_record::{
+    bench_record as sample_from_static_data, bench_record_built as sample_built_entry_by_entry,
+};
 
 /// 10,000 valid records of every shape: static templates, records built entry by entry
 /// from static and owned text, few and many entries, nested custom data, long strings.
