@@ -313,16 +313,7 @@ fn close_keeps_its_deadline_with_the_writer_blocked_and_hands_back_the_rest() {
         .unwrap();
     // Fill the socket buffers and then the queue, until the queue stays full for 50 ms:
     // the writer is blocked in a write.
-    let mut n = 0u64;
-    wait_until("a blocked writer", || {
-        match client.send_timeout(record(n), Duration::from_millis(50)) {
-            Ok(()) => {
-                n += 1;
-                false
-            }
-            Err(_) => true,
-        }
-    });
+    let n = fill_until_blocked(&client);
     let started = Instant::now();
     let report = client.close(Duration::from_secs(1));
     let took = started.elapsed();

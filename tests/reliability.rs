@@ -1045,16 +1045,7 @@ fn dropping_a_stuck_client_without_close_keeps_its_deadline_and_reports_the_loss
         .build()
         .unwrap();
     let notifications = client.notifications();
-    let mut n = 0u64;
-    wait_until("a blocked writer", || {
-        match client.send_timeout(record(n), Duration::from_millis(50)) {
-            Ok(()) => {
-                n += 1;
-                false
-            }
-            Err(_) => true,
-        }
-    });
+    let n = fill_until_blocked(&client);
     let written = client.stats().written;
     let ((), took) = within("dropping the last handle", PATIENCE, move || drop(client));
     let lost: u64 = notifications

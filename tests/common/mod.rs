@@ -105,6 +105,22 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Sends records `0..` until one waits 50 ms for room in vain: the socket buffers and the
+/// queue are full and the writer is blocked in a write. Returns how many were accepted.
+pub fn fill_until_blocked(client: &Client) -> u64 {
+    let mut n = 0u64;
+    wait_until("a blocked writer", || {
+        match client.send_timeout(record(n), Duration::from_millis(50)) {
+            Ok(()) => {
+                n += 1;
+                false
+            }
+            Err(_) => true,
+        }
+    });
+    n
+}
+
 /// Asserts `try_send` refused with `QueueFull` and gave back the record.
 pub fn expect_full(result: Result<(), SendError>, original: &Record) {
     match result {
