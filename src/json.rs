@@ -998,32 +998,20 @@ mod tests {
                 type_name: "float32".into()
             }
         );
-        let e = err(
+        for line in [
             r#"{"type":"DataPlane","record":{"CustomData":{"i":{"$type":"int8","$value":128}}}}"#,
-        );
-        assert!(
-            matches!(
-                e,
-                JsonError::InvalidTypedValue {
-                    reason: "out of range",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        let e = err(
             r#"{"type":"DataPlane","record":{"CustomData":{"i":{"$type":"uint8","$value":-1}}}}"#,
-        );
-        assert!(
-            matches!(
+        ] {
+            let e = err(line);
+            let out_of_range = matches!(
                 e,
                 JsonError::InvalidTypedValue {
                     reason: "out of range",
                     ..
                 }
-            ),
-            "{e}"
-        );
+            );
+            assert!(out_of_range, "{line}: {e}");
+        }
         let e = err(
             r#"{"type":"DataPlane","record":{"CustomData":{"i":{"$type":"complex128","$value":1}}}}"#,
         );
