@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::backoff::Backoff;
+use crate::cache_line::OwnLine;
 use crate::config::{Config, SendBuffer};
 use crate::deadline;
 use crate::encode::{encoded_len, encoded_len_bound};
@@ -383,7 +384,7 @@ impl ClientBuilder {
             writer_thread: writer.thread().clone(),
             tx,
             rx,
-            gate: AtomicU64::new(0),
+            gate: OwnLine(AtomicU64::new(0)),
             wake_len: config.queue_capacity.div_ceil(2),
             notifications,
             threads: Mutex::new(Some((writer, supervisor))),
@@ -420,8 +421,9 @@ struct Inner {
     tx: Sender<Item>,
     /// Kept so `close` can take back what the writer did not reach.
     rx: Receiver<Item>,
-    /// `CLOSED` plus the number of senders between their check and their push.
-    gate: AtomicU64,
+    /// `CLOSED` plus the number of senders between their check and their push. On a
+    /// line of its own: every send writes it, and the fields around it are read-only.
+    gate: OwnLine<AtomicU64>,
     wake_len: usize,
     shared: Arc<Shared>,
     counters: Arc<Counters>,

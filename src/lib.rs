@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod backoff;
+mod cache_line;
 mod client;
 mod config;
 mod deadline;

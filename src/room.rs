@@ -7,17 +7,17 @@
 //! needs. The writer's cost while nobody waits is one load per batch of records it
 //! takes (a plain load on x86), of a cache line only waiting producers write.
 
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::stats::Padded;
+use crate::cache_line::OwnLine;
 
 pub(crate) struct Room {
     /// Set (to 1) by a producer about to sleep; taken by the writer, which wakes the
     /// sleepers once per setting, not once per record.
-    armed: Padded,
+    armed: OwnLine<AtomicU64>,
     lock: Mutex<()>,
     cond: Condvar,
     /// Sleepers are woken once the queue holds this many items or fewer.
@@ -27,7 +27,7 @@ pub(crate) struct Room {
 impl Room {
     pub(crate) fn new(capacity: usize) -> Self {
         Room {
-            armed: Padded::default(),
+            armed: OwnLine::default(),
             lock: Mutex::new(()),
             cond: Condvar::new(),
             low: capacity / 2,

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::cache_line::OwnLine;
+
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
         /// The live counters, updated with relaxed atomics. Each has a cache line of its
@@ -9,7 +11,7 @@ macro_rules! counters {
         /// a line would bounce it between their cores on every record.
         #[derive(Debug, Default)]
         pub(crate) struct Counters {
-            $(pub(crate) $name: Padded,)*
+            $(pub(crate) $name: OwnLine<AtomicU64>,)*
         }
 
         /// A snapshot of the client's counters.
@@ -78,18 +80,6 @@ counters! {
     heartbeats_dropped,
     /// Notifications discarded because nobody read them.
     notifications_dropped,
-}
-
-/// An atomic counter alone on its cache line (128 bytes covers adjacent-line prefetch).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded(AtomicU64);
-
-impl std::ops::Deref for Padded {
-    type Target = AtomicU64;
-    fn deref(&self) -> &AtomicU64 {
-        &self.0
-    }
 }
 
 impl Counters {

@@ -15,6 +15,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use socket2::Socket;
 
 use crate::backoff::BackoffState;
+use crate::cache_line::OwnLine;
 use crate::config::Config;
 use crate::notify::{Event, Notifier};
 use crate::room::Room;
@@ -34,11 +35,12 @@ pub(crate) struct Shared {
     pub(crate) cond: Condvar,
     pub(crate) counters: Arc<Counters>,
     pub(crate) notifier: Notifier,
-    /// Set when the client gives up: new records are refused.
-    pub(crate) dead: AtomicBool,
+    /// Set when the client gives up: new records are refused. Read by every send, so
+    /// on a line of its own: the writer locks `state` once per loop.
+    pub(crate) dead: OwnLine<AtomicBool>,
     /// Set while the writer is parked idle, so producers can wake it when the queue
-    /// fills up.
-    pub(crate) writer_parked: AtomicBool,
+    /// fills up. The writer sets and clears it around each park.
+    pub(crate) writer_parked: OwnLine<AtomicBool>,
     /// Where producers wait for room in a full queue.
     pub(crate) room: Room,
 }
@@ -77,8 +79,8 @@ impl Shared {
             cond: Condvar::new(),
             counters,
             notifier,
-            dead: AtomicBool::new(false),
-            writer_parked: AtomicBool::new(false),
+            dead: OwnLine(AtomicBool::new(false)),
+            writer_parked: OwnLine(AtomicBool::new(false)),
             room: Room::new(queue_capacity),
         }
     }
