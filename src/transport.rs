@@ -81,7 +81,7 @@ impl Transport {
                 Err(last)
             }
             Transport::NoOp => Ok(Connection::NoOp),
-            Transport::Memory(sink) => Ok(Connection::Memory(sink.clone())),
+            Transport::Memory(sink) => Ok(Connection::Memory(MemoryConnection(sink.clone()))),
         }
     }
 }
@@ -140,7 +140,16 @@ pub(crate) enum Unread {
 pub(crate) enum Connection {
     Socket(Socket),
     NoOp,
-    Memory(MemorySink),
+    Memory(MemoryConnection),
+}
+
+/// A connection to a [`MemorySink`]; closing it (dropping it) can be made to hang.
+pub(crate) struct MemoryConnection(MemorySink);
+
+impl Drop for MemoryConnection {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl Connection {
@@ -149,10 +158,7 @@ impl Connection {
         match self {
             Connection::Socket(s) => s.send(buf),
             Connection::NoOp => Ok(buf.len()),
-            Connection::Memory(sink) => {
-                sink.append(buf);
-                Ok(buf.len())
-            }
+            Connection::Memory(conn) => conn.0.write(buf),
         }
     }
 
@@ -227,7 +233,7 @@ fn peer_closed(socket: &Socket) -> bool {
 }
 
 /// The bytes written to a [`Transport::Memory`]: a service's tests read what its client
-/// sent here.
+/// sent here, and can make the "agent" fail, to see how the service copes.
 ///
 /// ```
 /// use geneva_audit::MemorySink;
@@ -237,7 +243,16 @@ fn peer_closed(socket: &Socket) -> bool {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct MemorySink {
-    inner: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    inner: Arc<(Mutex<SinkState>, Condvar)>,
+}
+
+#[derive(Debug, Default)]
+struct SinkState {
+    bytes: Vec<u8>,
+    /// Set by [`MemorySink::fail_writes`]: every write fails with this.
+    failing: Option<io::ErrorKind>,
+    /// Set by [`MemorySink::hang_closes`]: closing a connection blocks until healed.
+    closes_hang: bool,
 }
 
 impl MemorySink {
@@ -246,29 +261,72 @@ impl MemorySink {
         Self::default()
     }
 
-    fn append(&self, bytes: &[u8]) {
-        self.inner.0.lock().extend_from_slice(bytes);
+    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        let mut st = self.inner.0.lock();
+        if let Some(kind) = st.failing {
+            return Err(io::Error::new(kind, "the memory sink fails writes"));
+        }
+        st.bytes.extend_from_slice(bytes);
+        self.inner.1.notify_all();
+        Ok(bytes.len())
+    }
+
+    /// A connection to the sink is closed: returns once closes no longer hang.
+    fn close(&self) {
+        let mut st = self.inner.0.lock();
+        while st.closes_hang {
+            self.inner.1.wait(&mut st);
+        }
+    }
+
+    /// From now on every write fails with `kind`, as writes to an agent that died do,
+    /// until [`MemorySink::heal`]. (Each failure makes the client reconnect and write the
+    /// same frames again.)
+    ///
+    /// ```
+    /// use geneva_audit::MemorySink;
+    ///
+    /// let sink = MemorySink::new();
+    /// sink.fail_writes(std::io::ErrorKind::BrokenPipe);
+    /// sink.heal();
+    /// ```
+    pub fn fail_writes(&self, kind: io::ErrorKind) {
+        self.inner.0.lock().failing = Some(kind);
+    }
+
+    /// From now on closing a connection to the sink blocks until [`MemorySink::heal`],
+    /// as closes of a bad host-mounted socket can. The client closes broken connections
+    /// on threads of its own; when too many of them hang, it declares itself dead.
+    pub fn hang_closes(&self) {
+        self.inner.0.lock().closes_hang = true;
+    }
+
+    /// Writes succeed again, and closes hanging now return.
+    pub fn heal(&self) {
+        let mut st = self.inner.0.lock();
+        st.failing = None;
+        st.closes_hang = false;
         self.inner.1.notify_all();
     }
 
     /// A copy of every byte written so far.
     pub fn bytes(&self) -> Vec<u8> {
-        self.inner.0.lock().clone()
+        self.inner.0.lock().bytes.clone()
     }
 
     /// Takes every byte written so far, leaving the sink empty.
     pub fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.inner.0.lock())
+        std::mem::take(&mut self.inner.0.lock().bytes)
     }
 
     /// Waits until at least `len` bytes have been written or `timeout` passes; returns
     /// whether they were.
     pub fn wait_for_len(&self, len: usize, timeout: Duration) -> bool {
         let deadline = crate::deadline::after(timeout);
-        let mut bytes = self.inner.0.lock();
-        while bytes.len() < len {
-            if self.inner.1.wait_until(&mut bytes, deadline).timed_out() {
-                return bytes.len() >= len;
+        let mut st = self.inner.0.lock();
+        while st.bytes.len() < len {
+            if self.inner.1.wait_until(&mut st, deadline).timed_out() {
+                return st.bytes.len() >= len;
             }
         }
         true

@@ -664,6 +664,13 @@ impl Writer {
         for (_, signal) in self.flushes.drain(..) {
             signal.cancel();
         }
+        // Closed off this thread, like broken connections: a close that hangs (a bad
+        // host-mounted socket) must not hold up `close`, which joins this thread. So is
+        // a connection the supervisor made that was never taken.
+        let ready = self.shared.lock().ready.take();
+        for conn in self.conn.take().into_iter().chain(ready) {
+            self.shared.retire(conn);
+        }
         {
             let mut st = self.shared.lock();
             st.active = None;
@@ -671,7 +678,6 @@ impl Writer {
             self.shared.cond.notify_all();
         }
         self.shared.room.wake_all();
-        drop(self.conn.take());
         // The unread tail was written: the agent may still read it. The rest is handed
         // back.
         self.frames

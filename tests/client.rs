@@ -904,3 +904,92 @@ fn a_send_buffer_the_kernel_cannot_take_is_refused() {
         .unwrap();
     client.close(PATIENCE);
 }
+
+#[test]
+fn a_client_whose_closes_hang_dies_wakes_its_waiting_sender_and_still_closes_in_time() {
+    // A memory "agent" whose writes fail and whose closes hang: each failure retires a
+    // connection whose close never returns, until the client gives up.
+    let sink = MemorySink::new();
+    let client = builder()
+        .transport(Transport::Memory(sink.clone()))
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    let notifications = client.notifications();
+    client.try_send(record(0)).unwrap();
+    client.flush(PATIENCE).unwrap();
+    // Writes fail from here on; the writer keeps what it took and reconnects.
+    sink.fail_writes(std::io::ErrorKind::BrokenPipe);
+    let waiting = client.clone();
+    let sender = std::thread::Builder::new()
+        .name("dying-sender".into())
+        .spawn(move || {
+            // Send until one record has to wait for room, and return how that one ended.
+            let mut n = 1;
+            loop {
+                match waiting.send_timeout(record(n), PATIENCE) {
+                    Ok(()) => n += 1,
+                    Err(e) => return (e, n, Instant::now()),
+                }
+            }
+        })
+        .unwrap();
+    wait_until("the sender to wait for room", || {
+        thread_state("dying-sender") == Some('S')
+    });
+    // Now the closes hang too: the next failures pile them up.
+    sink.hang_closes();
+    let died = loop {
+        let n = notifications.recv_timeout(PATIENCE).expect("ClientDead");
+        if let Event::ClientDead { reason } = n.event {
+            assert!(reason.contains("hanging"), "{reason}");
+            break Instant::now();
+        }
+    };
+    let (error, n, returned) = sender.join().unwrap();
+    match error {
+        SendError::Dead(back) => assert_eq!(back, record(n)),
+        other => panic!("expected Dead, got {other:?}"),
+    }
+    // Woken by the death, not by the one-second backstop of its wait.
+    let after = returned.saturating_duration_since(died);
+    assert!(
+        after < Duration::from_millis(900),
+        "returned {after:?} after"
+    );
+    match client.try_send(record(n + 1)) {
+        Err(SendError::Dead(back)) => assert_eq!(back, record(n + 1)),
+        other => panic!("expected Dead, got {other:?}"),
+    }
+    assert_eq!(client.flush(PATIENCE), Err(FlushError::Closed));
+    // Close hands back, in order, every record that never reached the sink.
+    let (report, _) = within("close of a dead client", PATIENCE, move || {
+        client.close(Duration::from_millis(500))
+    });
+    assert_eq!(report.unsent, (1..n).map(record).collect::<Vec<_>>());
+    let s = report.stats;
+    assert_eq!((s.accepted, s.written, s.lost), (n, 1, n - 1));
+    assert_eq!(s.refused_closed, 2);
+    // It bears four hanging closes and dies at the fifth.
+    assert!(s.write_errors >= 5, "{s:?}");
+    sink.heal();
+}
+
+#[test]
+fn close_returns_even_when_closing_the_connection_hangs() {
+    let sink = MemorySink::new();
+    let client = builder()
+        .transport(Transport::Memory(sink.clone()))
+        .build()
+        .unwrap();
+    send_range(&client, 0, 10);
+    client.flush(PATIENCE).unwrap();
+    // A bad host-mounted socket: the writer's last act, closing its connection, hangs.
+    sink.hang_closes();
+    let (report, _) = within("close", PATIENCE, move || {
+        client.close(Duration::from_millis(500))
+    });
+    assert!(report.unsent.is_empty());
+    assert_eq!(report.stats.written, 10);
+    sink.heal();
+}
