@@ -172,8 +172,9 @@ pub struct CloseReport {
     pub unsent: Vec<Record>,
     /// The counters after closing.
     pub stats: Stats,
-    /// Whether the client finished within the deadline (false when a thread had to be
-    /// left behind, still blocked in the OS).
+    /// Whether the client's threads finished within the deadline (false when one had
+    /// to be left behind, still blocked in the OS). The connection itself is closed on
+    /// a thread of its own, which a close hanging in the OS leaves behind either way.
     pub clean: bool,
 }
 
@@ -683,8 +684,9 @@ impl Client {
         self.inner.notifications.clone()
     }
 
-    /// Stops accepting records, writes what is queued within `timeout`, closes the
-    /// connection, stops the threads, and hands back what was not written. A second call
+    /// Stops accepting records, writes what is queued within `timeout`, stops the
+    /// threads, closes the connection (on a thread of its own, so a close that hangs in
+    /// the OS cannot hold this up), and hands back what was not written. A second call
     /// waits for the first, then returns with nothing more to hand back.
     ///
     /// Past `timeout` it unblocks a write stuck in the kernel and gives the threads up

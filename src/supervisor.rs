@@ -99,15 +99,30 @@ impl Shared {
         self.cond.notify_all();
     }
 
-    /// Closes a broken connection on a thread of its own, so a close that hangs (a bad
-    /// host-mounted socket) never stalls the writer. Too many hanging closes kill the
-    /// client.
+    /// The writer's connection broke: it is closed on a thread of its own, so a close
+    /// that hangs (a bad host-mounted socket) never stalls the writer. Too many hanging
+    /// closes kill the client.
     pub(crate) fn retire(self: &Arc<Self>, conn: Connection) {
-        let active = {
-            let mut st = self.lock();
-            st.pending_closes += 1;
-            st.active.take()
-        };
+        let active = self.lock().active.take();
+        let pending = self.close_in_background(conn, active);
+        if pending > MAX_PENDING_CLOSES {
+            self.die(format!(
+                "{pending} closes of broken connections are hanging; giving up"
+            ));
+        }
+    }
+
+    /// A connection the client is done with as it stops: closed on a thread of its own
+    /// too, so a close that hangs cannot hold up `close` (which waits for the writer and
+    /// the supervisor), and never counted against the client's life.
+    pub(crate) fn let_go(self: &Arc<Self>, conn: Connection, active: Option<Socket>) {
+        self.close_in_background(conn, active);
+    }
+
+    /// Closes `conn`, and `active` (a second handle on the same socket), on a thread of
+    /// its own; returns how many such closes are now unfinished.
+    fn close_in_background(self: &Arc<Self>, conn: Connection, active: Option<Socket>) -> usize {
+        self.lock().pending_closes += 1;
         let shared = Arc::clone(self);
         let closer = thread::Builder::new()
             .name("geneva-audit-close".into())
@@ -121,12 +136,7 @@ impl Shared {
             // dropped with it, so the close already happened here.
             self.lock().pending_closes -= 1;
         }
-        let pending = self.lock().pending_closes;
-        if pending > MAX_PENDING_CLOSES {
-            self.die(format!(
-                "{pending} closes of broken connections are hanging; giving up"
-            ));
-        }
+        self.lock().pending_closes
     }
 
     pub(crate) fn die(&self, reason: String) {
@@ -185,6 +195,8 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
                 {
                     let mut st = shared.lock();
                     if st.stop {
+                        drop(st);
+                        shared.let_go(conn, None);
                         break;
                     }
                     st.ready = Some(conn);
@@ -220,8 +232,11 @@ pub(crate) fn run(shared: Arc<Shared>, config: Arc<Config>) {
             }
         }
     }
+    let ready = shared.lock().ready.take();
+    if let Some(conn) = ready {
+        shared.let_go(conn, None);
+    }
     let mut st = shared.lock();
-    st.ready = None;
     st.supervisor_done = true;
     shared.cond.notify_all();
 }

@@ -666,14 +666,20 @@ impl Writer {
         }
         // Closed off this thread, like broken connections: a close that hangs (a bad
         // host-mounted socket) must not hold up `close`, which joins this thread. So is
-        // a connection the supervisor made that was never taken.
-        let ready = self.shared.lock().ready.take();
-        for conn in self.conn.take().into_iter().chain(ready) {
-            self.shared.retire(conn);
+        // a connection the supervisor made that was never taken; and none is asked for.
+        let (active, ready) = {
+            let mut st = self.shared.lock();
+            st.want = false;
+            (st.active.take(), st.ready.take())
+        };
+        if let Some(conn) = self.conn.take() {
+            self.shared.let_go(conn, active);
+        }
+        if let Some(conn) = ready {
+            self.shared.let_go(conn, None);
         }
         {
             let mut st = self.shared.lock();
-            st.active = None;
             st.writer_done = true;
             self.shared.cond.notify_all();
         }

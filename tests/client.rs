@@ -993,3 +993,22 @@ fn close_returns_even_when_closing_the_connection_hangs() {
     assert_eq!(report.stats.written, 10);
     sink.heal();
 }
+
+#[test]
+fn close_right_after_build_never_waits_on_a_hanging_close() {
+    // The supervisor may connect just as close begins: that connection is never used,
+    // and closing it hangs like any other. Close must not wait for it.
+    let sink = MemorySink::new();
+    sink.hang_closes();
+    for _ in 0..100 {
+        let client = builder()
+            .transport(Transport::Memory(sink.clone()))
+            .build()
+            .unwrap();
+        let (report, _) = within("close right after build", PATIENCE, move || {
+            client.close(Duration::ZERO)
+        });
+        assert!(report.clean);
+    }
+    sink.heal();
+}
