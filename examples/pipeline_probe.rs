@@ -46,6 +46,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
 
+    if limit && retry {
+        return Err("--limit has no producer: --retry does not apply".into());
+    }
+
     let dir = std::env::temp_dir().join(format!("geneva-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("agent.sock");
@@ -141,12 +145,16 @@ fn socket_limit(
     let mut encoder = geneva_audit::Encoder::new(sid)?;
     let frame = encoder.encode(0, &bench_record::bench_record()).to_vec();
     let per_chunk = (64 * 1024) / frame.len();
+    if per_chunk == 0 {
+        return Err(format!("a {}-byte frame does not fit a 64 KiB write", frame.len()).into());
+    }
     let chunk = frame.repeat(per_chunk);
     let mut stream = std::os::unix::net::UnixStream::connect(path)?;
     let size = send_buffer.unwrap_or(Some(1 << 20));
     if let Some(size) = size {
         socket2::SockRef::from(&stream).set_send_buffer_size(size)?;
     }
+    let start = Instant::now();
     let writer = std::thread::Builder::new()
         .name("limit-writer".into())
         .spawn(move || -> std::io::Result<u64> {
@@ -158,7 +166,6 @@ fn socket_limit(
             }
             Ok(own_cpu())
         })?;
-    let start = Instant::now();
     let writer_cpu = writer.join().map_err(|_| "the writer panicked")??;
     let elapsed = start.elapsed();
     let (read, reader_cpu) = reader.join().map_err(|_| "the reader panicked")??;
