@@ -269,9 +269,7 @@ fn check_map(
             key: key.to_string(),
         });
     }
-    entries
-        .iter()
-        .try_for_each(|(_, value)| check_value(value, depth, limit))
+    check_values(entries.iter().map(|(_, value)| value), depth, limit)
 }
 
 /// The first key found twice. Small maps (all real ones) are scanned in place without
@@ -281,7 +279,11 @@ fn duplicate_key(entries: &[(crate::Text, Value)]) -> Option<&str> {
     const SCAN_UP_TO: usize = 32;
     if entries.len() <= SCAN_UP_TO {
         return entries.iter().enumerate().find_map(|(i, (key, _))| {
-            entries[..i].iter().any(|(k, _)| k == key).then_some(&**key)
+            let key: &str = key;
+            entries[..i]
+                .iter()
+                .any(|(k, _)| k.len() == key.len() && **k == *key)
+                .then_some(key)
         });
     }
     let mut keys: Vec<&str> = entries.iter().map(|(k, _)| &**k).collect();
@@ -289,24 +291,40 @@ fn duplicate_key(entries: &[(crate::Text, Value)]) -> Option<&str> {
     keys.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
 
-fn check_value(value: &Value, depth: usize, limit: usize) -> Result<(), ValidationError> {
-    if depth > limit {
+/// Checks the values of one array or map, all at `depth`: scalars here, in line (the
+/// custom data of real records is mostly scalars), and nested collections one level
+/// down.
+#[inline]
+fn check_values<'a>(
+    values: impl ExactSizeIterator<Item = &'a Value>,
+    depth: usize,
+    limit: usize,
+) -> Result<(), ValidationError> {
+    if values.len() > 0 && depth > limit {
         return Err(ValidationError::CustomDataTooDeep { limit });
     }
-    match value {
-        Value::Array(items) => {
-            if items.len() > u32::MAX as usize {
+    for value in values {
+        match value {
+            Value::Array(items) => {
+                if items.len() > u32::MAX as usize {
+                    return Err(ValidationError::TooLong);
+                }
+                check_items(items, depth + 1, limit)?;
+            }
+            Value::Map(entries) => check_map(entries, depth + 1, limit)?,
+            Value::Str(s) if s.len() > u32::MAX as usize => return Err(ValidationError::TooLong),
+            Value::Bytes(b) if b.len() > u32::MAX as usize => {
                 return Err(ValidationError::TooLong);
             }
-            items
-                .iter()
-                .try_for_each(|v| check_value(v, depth + 1, limit))
+            _ => {}
         }
-        Value::Map(entries) => check_map(entries, depth + 1, limit),
-        Value::Str(s) if s.len() > u32::MAX as usize => Err(ValidationError::TooLong),
-        Value::Bytes(b) if b.len() > u32::MAX as usize => Err(ValidationError::TooLong),
-        _ => Ok(()),
     }
+    Ok(())
+}
+
+/// [`check_values`] out of line, so the recursion through arrays has a function to call.
+fn check_items(items: &[Value], depth: usize, limit: usize) -> Result<(), ValidationError> {
+    check_values(items.iter(), depth, limit)
 }
 
 #[cfg(test)]
@@ -354,5 +372,35 @@ mod tests {
             );
             assert_eq!(super::check_map(&keys(n, None).custom_data, 1, 32), Ok(()));
         }
+    }
+
+    #[test]
+    fn custom_data_nests_up_to_the_limit_by_maps_and_by_arrays() {
+        // A scalar at the top of custom data is level 1; each map or array adds one.
+        let nest = |levels: usize, wrap: &dyn Fn(Value) -> Value| {
+            let mut v = Value::Int(1);
+            for _ in 1..levels {
+                v = wrap(v);
+            }
+            vec![(crate::Text::from("k"), v)]
+        };
+        let in_map = |v| Value::Map(vec![("k".into(), v)]);
+        let in_array = |v| Value::Array(vec![Value::Nil, v]);
+        for wrap in [&in_map as &dyn Fn(Value) -> Value, &in_array] {
+            for limit in [1, 2, 5] {
+                assert_eq!(super::check_map(&nest(limit, wrap), 1, limit), Ok(()));
+                assert_eq!(
+                    super::check_map(&nest(limit + 1, wrap), 1, limit),
+                    Err(ValidationError::CustomDataTooDeep { limit }),
+                    "limit {limit}"
+                );
+            }
+        }
+        // Empty collections hold nothing at the level below them.
+        let empty = vec![(
+            crate::Text::from("k"),
+            Value::Map(vec![("e".into(), Value::Array(Vec::new()))]),
+        )];
+        assert_eq!(super::check_map(&empty, 1, 2), Ok(()));
     }
 }
