@@ -225,31 +225,43 @@ impl Writer {
             let first = self.frames.len();
             let mut planned = self.buf.as_slice().len();
             let mut flush = None;
-            loop {
-                // Until encoded, a frame's `end` holds the room the producer measured.
-                let frame = match self.carry.take() {
-                    Some(carried) => carried,
-                    None => match self.rx.try_recv() {
-                        Ok(Item::Record(ts, room, record)) => Frame {
+            // Until encoded, a frame's `end` holds the room the producer measured.
+            let fits = |planned: usize, room: usize| {
+                planned == 0 || planned.saturating_add(room) <= BATCH_BYTES
+            };
+            if let Some(carried) = self.carry.take() {
+                if fits(planned, carried.end) {
+                    planned = planned.saturating_add(carried.end);
+                    self.frames.push_back(carried);
+                } else {
+                    self.carry = Some(carried);
+                }
+            }
+            // Each record goes from the queue straight into `frames`: a `Frame` built
+            // first and pushed after was one more copy of the record (callgrind).
+            while self.carry.is_none() {
+                match self.rx.try_recv() {
+                    Ok(Item::Record(ts, room, record)) => {
+                        let frame = Frame {
                             start: 0,
                             end: room,
                             stream_end: 0,
                             ts,
                             record,
-                        },
-                        Ok(Item::Flush(signal)) => {
-                            flush = Some(signal);
-                            break;
+                        };
+                        if fits(planned, room) {
+                            planned = planned.saturating_add(room);
+                            self.frames.push_back(frame);
+                        } else {
+                            self.carry = Some(frame);
                         }
-                        Err(_) => break,
-                    },
-                };
-                if planned > 0 && planned.saturating_add(frame.end) > BATCH_BYTES {
-                    self.carry = Some(frame);
-                    break;
+                    }
+                    Ok(Item::Flush(signal)) => {
+                        flush = Some(signal);
+                        break;
+                    }
+                    Err(_) => break,
                 }
-                planned = planned.saturating_add(frame.end);
-                self.frames.push_back(frame);
             }
             // Producers waiting for room are woken once the queue is down to half: looked
             // at once per batch taken.
