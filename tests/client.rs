@@ -690,6 +690,32 @@ fn thread_state(name: &str) -> Option<char> {
     None
 }
 
+/// Starts a thread named `name` that sends records numbered from `from` with
+/// `send_timeout` until one is refused, and returns once that thread is asleep (waiting
+/// for room). The thread returns the refusal, the refused record's number and when.
+fn start_waiting_sender(
+    client: Client,
+    name: &str,
+    from: u64,
+) -> std::thread::JoinHandle<(SendError, u64, Instant)> {
+    let sender = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let mut n = from;
+            loop {
+                match client.send_timeout(record(n), PATIENCE) {
+                    Ok(()) => n += 1,
+                    Err(e) => return (e, n, Instant::now()),
+                }
+            }
+        })
+        .unwrap();
+    wait_until("the sender to wait for room", || {
+        thread_state(name) == Some('S')
+    });
+    sender
+}
+
 /// An agent that reads nothing, and a client with a 16-record queue sending to it.
 fn stalled(name: &str) -> (TempDir, TestAgent, Client) {
     let dir = TempDir::new(name);
@@ -776,23 +802,8 @@ fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
     let waiting = client.clone();
     let closer = client.clone();
     let (result, _) = within("a sender waiting through close", PATIENCE, move || {
-        let sender = std::thread::Builder::new()
-            .name("closed-sender".into())
-            .spawn(move || {
-                // The writer may still take a record or two off the queue: send until
-                // one has to wait, and return how that one ended.
-                let mut n = accepted;
-                loop {
-                    match waiting.send_timeout(record(n), PATIENCE) {
-                        Ok(()) => n += 1,
-                        Err(e) => return (e, n, Instant::now()),
-                    }
-                }
-            })
-            .unwrap();
-        wait_until("the sender to wait", || {
-            thread_state("closed-sender") == Some('S')
-        });
+        // The writer may still take a record or two off the queue.
+        let sender = start_waiting_sender(waiting, "closed-sender", accepted);
         let started = Instant::now();
         // The writer is stuck in a write (the agent reads nothing) until close's
         // deadline, so only close itself can wake the sender sooner than its backstop.
@@ -920,23 +931,7 @@ fn a_client_whose_closes_hang_dies_wakes_its_waiting_sender_and_still_closes_in_
     client.flush(PATIENCE).unwrap();
     // Writes fail from here on; the writer keeps what it took and reconnects.
     sink.fail_writes(std::io::ErrorKind::BrokenPipe);
-    let waiting = client.clone();
-    let sender = std::thread::Builder::new()
-        .name("dying-sender".into())
-        .spawn(move || {
-            // Send until one record has to wait for room, and return how that one ended.
-            let mut n = 1;
-            loop {
-                match waiting.send_timeout(record(n), PATIENCE) {
-                    Ok(()) => n += 1,
-                    Err(e) => return (e, n, Instant::now()),
-                }
-            }
-        })
-        .unwrap();
-    wait_until("the sender to wait for room", || {
-        thread_state("dying-sender") == Some('S')
-    });
+    let sender = start_waiting_sender(client.clone(), "dying-sender", 1);
     // Now the closes hang too: the next failures pile them up.
     sink.hang_closes();
     let died = loop {
