@@ -529,22 +529,25 @@ fn an_agent_dying_while_the_client_is_idle_gets_its_unread_records_again() {
     let agent = TestAgent::unix(dir.socket()).unwrap();
     let client = builder().unix_socket(dir.socket()).build().unwrap();
     agent.stop_reading();
-    send_range(&client, 0, 100);
+    // More than one 64 KiB read of the agent's: a reader already waiting in `read` when
+    // reading stopped takes up to that much from the kernel (100 records could all go
+    // that way, leaving nothing to replay: 1 run in 8 here).
+    send_range(&client, 0, 300);
     client.flush(PATIENCE).unwrap();
     agent.kill();
     agent.resume_reading();
     agent.restart().unwrap();
-    // No further record: the idle writer finds the peer gone on its own. (The agent's
-    // reader may have taken a few frames from the kernel just before it was paused; the
-    // killed agent keeps those, and they come again with the replay.)
+    // No further record: the idle writer finds the peer gone on its own. (The frames the
+    // agent's reader took before it was paused stay with the killed agent, and come
+    // again with the replay.)
     wait_until("the unread records, replayed", || {
-        seqs(&agent.frames()).last() == Some(&99)
+        seqs(&agent.frames()).last() == Some(&299)
     });
     let mut seen = std::collections::HashSet::new();
     let (first, _) = first_arrivals(&seqs(&agent.frames()), &mut seen);
-    assert_consecutive(&first, 0, 100);
+    assert_consecutive(&first, 0, 300);
     let s = client.close(PATIENCE).stats;
-    assert_eq!((s.accepted, s.written, s.lost), (100, 100, 0));
+    assert_eq!((s.accepted, s.written, s.lost), (300, 300, 0));
     assert!(s.replayed > 0);
 }
 
