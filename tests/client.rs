@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use geneva_audit::agent::TestAgent;
 use geneva_audit::{
-    BuildError, Client, Event, FlushError, MemorySink, SendError, Transport, ValidationError,
+    BuildError, Client, Event, FlushError, LossReason, MemorySink, SendError, Transport,
+    ValidationError,
 };
 
 fn check_heartbeat(frame: &geneva_audit::agent::ReceivedFrame, destination: &str) {
@@ -197,6 +198,7 @@ fn agent_restarted_between_bursts_loses_nothing_of_the_next_burst() {
     let dir = TempDir::new("restart");
     let agent = TestAgent::unix(dir.socket()).unwrap();
     let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let notifications = client.notifications();
     let mut seen = std::collections::HashSet::new();
     for round in 0..3u64 {
         let from = round * 100;
@@ -222,6 +224,15 @@ fn agent_restarted_between_bursts_loses_nothing_of_the_next_burst() {
     assert!((2..=4).contains(&stats.write_errors), "{stats:?}");
     assert_eq!(stats.connects, 3);
     assert_eq!(stats.written, 300);
+    // The first connection is announced as such, the two after it as reconnections.
+    let reconnects: Vec<bool> = notifications
+        .try_iter()
+        .filter_map(|n| match n.event {
+            Event::Connected { reconnect, .. } => Some(reconnect),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reconnects, [false, true, true]);
     client.close(PATIENCE);
 }
 
@@ -355,8 +366,26 @@ fn invalid_and_oversized_records_are_refused_and_nothing_is_sent() {
         other => panic!("{other:?}"),
     }
     let big = record(2).custom("blob", "x".repeat(1000));
-    match client.try_send(big) {
-        Err(SendError::TooLarge { size, max: 700, .. }) => assert!(size > 1000),
+    match client.try_send(big.clone()) {
+        Err(SendError::TooLarge {
+            size,
+            max: 700,
+            record,
+        }) => {
+            assert!(size > 1000);
+            assert_eq!(record, big);
+        }
+        other => panic!("{other:?}"),
+    }
+    // send_timeout refuses them the same way, at once.
+    match client.send_timeout(bad.clone(), PATIENCE) {
+        Err(SendError::Invalid(ValidationError::MissingOperationName, back)) => {
+            assert_eq!(back, bad)
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.send_timeout(big.clone(), PATIENCE) {
+        Err(SendError::TooLarge { record, .. }) => assert_eq!(record, big),
         other => panic!("{other:?}"),
     }
     client.flush(PATIENCE).unwrap();
@@ -365,8 +394,100 @@ fn invalid_and_oversized_records_are_refused_and_nothing_is_sent() {
     let s = client.stats();
     assert_eq!(
         (s.refused_invalid, s.refused_too_large, s.accepted),
-        (1, 1, 0)
+        (2, 2, 0)
     );
+}
+
+#[test]
+fn send_timeout_that_finds_no_room_in_time_hands_the_record_back_as_queue_full() {
+    let (_dir, _agent, client) = stalled("timeout-full");
+    fill_until_blocked(&client);
+    let before = client.stats().refused_full;
+    let r = record(1_000_000);
+    let started = Instant::now();
+    match client.send_timeout(r.clone(), Duration::from_millis(200)) {
+        Err(SendError::QueueFull(back)) => assert_eq!(back, r),
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(client.stats().refused_full, before + 1);
+    client.close(Duration::ZERO);
+}
+
+#[test]
+fn defaults_hold_2048_records_and_frames_of_one_mebibyte() {
+    // The agent is absent: the writer takes what fits one batch and waits for a
+    // connection, so the queue itself fills.
+    let dir = TempDir::new("defaults");
+    let client = Client::builder(STI)
+        .unix_socket(dir.socket())
+        .build()
+        .unwrap();
+    let mut n = 0;
+    while client.try_send(record(n)).is_ok() {
+        n += 1;
+        assert!(n < 100_000, "the queue never filled");
+    }
+    assert_eq!(client.stats().queue_len, 2048);
+    let big = record(0).custom("blob", "x".repeat(1024 * 1024));
+    match client.try_send(big) {
+        Err(SendError::TooLarge { max, .. }) => assert_eq!(max, 1024 * 1024),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    let config = format!("{:?}", Client::builder(STI));
+    for default in [
+        "connect_timeout: 10s",
+        "write_timeout: 15s",
+        "heartbeat_interval: 1800s",
+        "drop_timeout: 5s",
+    ] {
+        assert!(config.contains(default), "{default} not in {config}");
+    }
+    client.close(Duration::ZERO);
+}
+
+#[test]
+fn notifications_carry_what_failed_and_when() {
+    let sink = MemorySink::new();
+    let client = builder()
+        .transport(Transport::Memory(sink.clone()))
+        .build()
+        .unwrap();
+    let notifications = client.notifications();
+    sink.fail_writes(std::io::ErrorKind::BrokenPipe);
+    let before = std::time::SystemTime::now();
+    send_range(&client, 0, 3);
+    let failed = loop {
+        let n = notifications.recv_timeout(PATIENCE).expect("WriteFailed");
+        if !matches!(n.event, Event::Connected { .. }) {
+            break n;
+        }
+    };
+    match failed.event {
+        Event::WriteFailed {
+            kind,
+            pending_records,
+            ..
+        } => {
+            assert_eq!(kind, std::io::ErrorKind::BrokenPipe);
+            // The first write carried the first frame only; all three were pending.
+            assert!((1..=3).contains(&pending_records), "{pending_records}");
+        }
+        other => panic!("expected WriteFailed, got {other:?}"),
+    }
+    let after = std::time::SystemTime::now();
+    assert!(before <= failed.at && failed.at <= after, "{:?}", failed.at);
+    // Close hands back what never got through, and says so: lost at close.
+    let report = client.close(Duration::from_millis(200));
+    assert_eq!(report.unsent, (0..3).map(record).collect::<Vec<_>>());
+    assert!(notifications.try_iter().any(|n| matches!(
+        n.event,
+        Event::RecordsLost {
+            count: 3,
+            reason: LossReason::Closed
+        }
+    )));
+    sink.heal();
 }
 
 #[test]
@@ -660,6 +781,8 @@ fn a_heartbeat_that_could_not_be_written_does_not_hold_up_flush() {
     let report = client.close(PATIENCE);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(report.unsent.is_empty());
+    // The failed write was a heartbeat's (nothing else was written): counted dropped.
+    assert!(report.stats.heartbeats_dropped >= 1, "{:?}", report.stats);
 }
 
 #[test]
