@@ -332,3 +332,81 @@ impl MemorySink {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use super::{Connection, Transport};
+    use crate::config::SendBuffer;
+
+    /// Whether a child process inherits descriptor `fd` (it does unless close-on-exec).
+    fn inherited_by_a_child(fd: i32) -> bool {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("test -e /proc/self/fd/{fd}"))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(true)
+    }
+
+    fn socket(conn: &Connection) -> &socket2::Socket {
+        match conn {
+            Connection::Socket(s) => s,
+            _ => panic!("not a socket"),
+        }
+    }
+
+    /// Close-on-exec, checked by what a child process gets; the check itself is shown to
+    /// see a descriptor that lacks it.
+    fn assert_close_on_exec(s: &socket2::Socket) {
+        assert!(!inherited_by_a_child(s.as_raw_fd()), "inherited");
+        let leaky = s.try_clone().unwrap();
+        leaky.set_cloexec(false).unwrap();
+        assert!(
+            inherited_by_a_child(leaky.as_raw_fd()),
+            "the check saw nothing"
+        );
+    }
+
+    #[test]
+    fn tcp_connections_are_close_on_exec_with_nodelay_keepalive_and_a_send_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let conn = Transport::Tcp(addr)
+            .connect(
+                Duration::from_secs(5),
+                Duration::from_secs(15),
+                SendBuffer::Default,
+            )
+            .unwrap();
+        let s = socket(&conn);
+        assert!(s.tcp_nodelay().unwrap());
+        assert!(s.keepalive().unwrap());
+        assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(10));
+        assert_eq!(s.write_timeout().unwrap(), Some(Duration::from_secs(15)));
+        assert_close_on_exec(s);
+    }
+
+    #[test]
+    fn unix_connections_are_close_on_exec_with_a_send_timeout() {
+        let dir = std::env::temp_dir().join(format!("ga-transport-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let conn = Transport::Unix(path.clone())
+            .connect(
+                Duration::from_secs(5),
+                Duration::from_secs(15),
+                SendBuffer::Default,
+            )
+            .unwrap();
+        let s = socket(&conn);
+        assert_eq!(s.write_timeout().unwrap(), Some(Duration::from_secs(15)));
+        assert_close_on_exec(s);
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

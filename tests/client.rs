@@ -1133,3 +1133,40 @@ fn close_right_after_build_never_waits_on_a_hanging_close() {
     }
     sink.heal();
 }
+
+#[test]
+fn a_connect_that_hangs_fails_at_the_connect_timeout() {
+    // A listener that never accepts, its backlog full: the kernel drops further SYNs, so
+    // a connect to it hangs until the caller gives up.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+        queued.push(s);
+        assert!(queued.len() < 100, "the backlog never filled");
+    }
+    let client = builder()
+        .tcp(addr.to_string())
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let notifications = client.notifications();
+    let started = Instant::now();
+    match notifications.recv_timeout(PATIENCE).unwrap().event {
+        Event::ConnectFailed { kind, .. } => assert_eq!(kind, std::io::ErrorKind::TimedOut),
+        other => panic!("expected ConnectFailed, got {other:?}"),
+    }
+    // Without the timeout the kernel would retry its SYN for minutes.
+    assert!(started.elapsed() < Duration::from_secs(10));
+    client.close(Duration::ZERO);
+}

@@ -48,4 +48,39 @@ fn notifications_are_logged() {
             .any(|(level, text)| *level == log::Level::Info && text.starts_with("connected to"))
     });
     client.close(PATIENCE);
+
+    // Failures are warnings; losses and death are errors.
+    let sink = geneva_audit::MemorySink::new();
+    let client = builder()
+        .transport(geneva_audit::Transport::Memory(sink.clone()))
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    sink.fail_writes(std::io::ErrorKind::BrokenPipe);
+    sink.hang_closes();
+    let _ = client.try_send(record(0));
+    let logged = |level: log::Level, start: &'static str| {
+        move || {
+            CAPTURE
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(l, text)| *l == level && text.starts_with(start))
+        }
+    };
+    wait_until(
+        "a logged write failure",
+        logged(log::Level::Warn, "write failed"),
+    );
+    wait_until(
+        "a logged death",
+        logged(log::Level::Error, "the client is dead"),
+    );
+    client.close(PATIENCE);
+    wait_until(
+        "a logged loss",
+        logged(log::Level::Error, "1 accepted records were not written"),
+    );
+    sink.heal();
 }
