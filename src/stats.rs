@@ -52,6 +52,9 @@ counters! {
     written,
     /// Bytes handed to the socket (record and heartbeat frames, resends included).
     bytes_written,
+    /// Writes that handed bytes to the socket. Frames are written a batch at a time, so
+    /// a busy client makes far fewer writes than it writes records.
+    writes,
     /// Records refused because the queue was full.
     refused_full,
     /// Records refused by validation.
@@ -76,7 +79,8 @@ counters! {
     connect_failures,
     /// Heartbeat frames written.
     heartbeats_sent,
-    /// Heartbeat frames discarded unwritten at close.
+    /// Heartbeat frames discarded unwritten: cut by a failed write (the next
+    /// connection gets its own), or left at close.
     heartbeats_dropped,
     /// Notifications discarded because nobody read them.
     notifications_dropped,

@@ -396,6 +396,7 @@ impl Writer {
             )),
             Ok((n, heartbeat)) => {
                 Counters::add(&self.shared.counters.bytes_written, n as u64);
+                Counters::add(&self.shared.counters.writes, 1);
                 self.conn_written += n as u64;
                 if heartbeat {
                     self.hb_sent += n;

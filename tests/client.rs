@@ -1170,3 +1170,62 @@ fn a_connect_that_hangs_fails_at_the_connect_timeout() {
     assert!(started.elapsed() < Duration::from_secs(10));
     client.close(Duration::ZERO);
 }
+
+#[test]
+fn a_backlog_is_written_a_batch_at_a_time() {
+    let dir = TempDir::new("batches");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    // A queue's worth of records (2048) waits behind a writer stuck on a full socket.
+    let queued = fill_until_blocked(&client);
+    let before = client.stats();
+    agent.resume_reading();
+    client.flush(PATIENCE).unwrap();
+    let after = client.stats();
+    let records = after.written - before.written;
+    let writes = after.writes - before.writes;
+    assert!(records >= 2048, "{records} records");
+    // About 64 KiB of frames per write: a hundred or so of these records each.
+    assert!(
+        writes * 10 <= records,
+        "{writes} writes for {records} records"
+    );
+    agent
+        .wait_for_frames(queued as usize + 1, PATIENCE)
+        .unwrap();
+    client.close(PATIENCE);
+}
+
+#[test]
+fn a_frame_cut_by_a_failure_is_written_whole_on_the_next_connection() {
+    let dir = TempDir::new("cut-frame");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    // A small send buffer, a short write timeout and a 200 KB record: the socket takes
+    // part of the frame, and the write times out waiting for the agent to read the rest.
+    let client = builder()
+        .unix_socket(dir.socket())
+        .send_buffer_size(Some(4096))
+        .write_timeout(Duration::from_millis(200))
+        .wait_for_connection(true)
+        .build()
+        .unwrap();
+    let big = record(7).custom("blob", "x".repeat(200_000));
+    client.try_send(big).unwrap();
+    wait_until("a frame cut by the timeout", || client.stats().retried >= 1);
+    // The agent dies with the cut frames unread, and comes back reading.
+    agent.kill();
+    agent.resume_reading();
+    agent.restart().unwrap();
+    client.flush(PATIENCE).unwrap();
+    // The frame arrives whole, and once: it decodes, and nothing else came.
+    let frames = agent.wait_for_frames(1, PATIENCE).unwrap();
+    assert_eq!(seqs(&frames), [7]);
+    // Nothing cut reached the agent: every connection carried whole frames only.
+    assert_eq!(agent.errors(), []);
+    let s = client.close(PATIENCE).stats;
+    assert!(s.retried >= 1 && s.write_errors >= 1, "{s:?}");
+    assert_eq!((s.written, s.lost), (1, 0));
+    assert!(agent.frames().iter().filter(|f| seq(f).is_some()).count() == 1);
+}
