@@ -351,6 +351,17 @@ mod tests {
             .unwrap_or(true)
     }
 
+    /// Connects as the supervisor does, with a 15 s write timeout.
+    fn connect(transport: Transport) -> Connection {
+        transport
+            .connect(
+                Duration::from_secs(5),
+                Duration::from_secs(15),
+                SendBuffer::Default,
+            )
+            .unwrap()
+    }
+
     fn socket(conn: &Connection) -> &socket2::Socket {
         match conn {
             Connection::Socket(s) => s,
@@ -374,13 +385,7 @@ mod tests {
     fn tcp_connections_are_close_on_exec_with_nodelay_keepalive_and_a_send_timeout() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let conn = Transport::Tcp(addr)
-            .connect(
-                Duration::from_secs(5),
-                Duration::from_secs(15),
-                SendBuffer::Default,
-            )
-            .unwrap();
+        let conn = connect(Transport::Tcp(addr));
         let s = socket(&conn);
         assert!(s.tcp_nodelay().unwrap());
         assert!(s.keepalive().unwrap());
@@ -396,13 +401,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("agent.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let conn = Transport::Unix(path.clone())
-            .connect(
-                Duration::from_secs(5),
-                Duration::from_secs(15),
-                SendBuffer::Default,
-            )
-            .unwrap();
+        let conn = connect(Transport::Unix(path.clone()));
         let s = socket(&conn);
         assert_eq!(s.write_timeout().unwrap(), Some(Duration::from_secs(15)));
         assert_close_on_exec(s);
