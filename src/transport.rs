@@ -34,11 +34,7 @@ impl Transport {
     /// The agent's default Unix socket: [`ASA_SOCKET_PATH`] if it exists, else
     /// [`DEFAULT_SOCKET_PATH`].
     pub fn default_unix() -> Transport {
-        if Path::new(ASA_SOCKET_PATH).exists() {
-            Transport::Unix(ASA_SOCKET_PATH.into())
-        } else {
-            Transport::Unix(DEFAULT_SOCKET_PATH.into())
-        }
+        Transport::Unix(first_existing(ASA_SOCKET_PATH, DEFAULT_SOCKET_PATH))
     }
 
     /// The heartbeat's `Destination` value.
@@ -83,6 +79,16 @@ impl Transport {
             Transport::NoOp => Ok(Connection::NoOp),
             Transport::Memory(sink) => Ok(Connection::Memory(MemoryConnection(sink.clone()))),
         }
+    }
+}
+
+/// `preferred` if something exists at that path, else `fallback`.
+fn first_existing(preferred: impl AsRef<Path>, fallback: impl AsRef<Path>) -> PathBuf {
+    let preferred = preferred.as_ref();
+    if preferred.exists() {
+        preferred.to_path_buf()
+    } else {
+        fallback.as_ref().to_path_buf()
     }
 }
 
@@ -379,6 +385,17 @@ mod tests {
             inherited_by_a_child(leaky.as_raw_fd()),
             "the check saw nothing"
         );
+    }
+
+    #[test]
+    fn the_asa_socket_is_preferred_when_it_exists() {
+        let dir = std::env::temp_dir().join(format!("ga-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (asa, default) = (dir.join("asa.socket"), dir.join("default.socket"));
+        assert_eq!(super::first_existing(&asa, &default), default);
+        std::fs::write(&asa, b"").unwrap();
+        assert_eq!(super::first_existing(&asa, &default), asa);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
