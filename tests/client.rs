@@ -1229,3 +1229,38 @@ fn a_frame_cut_by_a_failure_is_written_whole_on_the_next_connection() {
     assert_eq!((s.written, s.lost), (1, 0));
     assert!(agent.frames().iter().filter(|f| seq(f).is_some()).count() == 1);
 }
+
+#[test]
+fn a_connection_that_worked_starts_the_backoff_over() {
+    let dir = TempDir::new("backoff-reset");
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let notifications = client.notifications();
+    let failures = |n: geneva_audit::Notification| match n.event {
+        Event::ConnectFailed { failures, .. } => Some(failures),
+        _ => None,
+    };
+    // The agent is absent: failures pile up and the backoff grows.
+    while failures(notifications.recv_timeout(PATIENCE).unwrap()).unwrap_or(0) < 3 {}
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    send_range(&client, 0, 1);
+    client.flush(PATIENCE).unwrap();
+    agent.wait_for_frames(2, PATIENCE).unwrap();
+    // A connection counts as good once the agent read from it or it lasted a second:
+    // past that second, both hold.
+    let handed_over = Instant::now();
+    wait_until("the connection to last a second", || {
+        handed_over.elapsed() > Duration::from_millis(1100)
+    });
+    let _earlier: Vec<_> = notifications.try_iter().collect();
+    agent.kill();
+    // The idle writer learns of the death from its next write.
+    send_range(&client, 1, 1);
+    // The next failure is the first of a new run, not the fourth of the old one.
+    let next = loop {
+        if let Some(n) = failures(notifications.recv_timeout(PATIENCE).unwrap()) {
+            break n;
+        }
+    };
+    assert_eq!(next, 1);
+    client.close(Duration::ZERO);
+}
