@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use geneva_audit::agent::TestAgent;
 use geneva_audit::{
-    BuildError, Client, Event, FlushError, LossReason, MemorySink, SendError, Transport,
-    ValidationError,
+    BuildError, Client, ClientBuilder, Event, FlushError, LossReason, MemorySink, SendError,
+    Transport, ValidationError,
 };
 
 fn check_heartbeat(frame: &geneva_audit::agent::ReceivedFrame, destination: &str) {
@@ -277,15 +277,10 @@ fn agent_killed_mid_burst_loses_nothing() {
 
 #[test]
 fn a_write_to_an_agent_that_never_reads_times_out_and_reconnects() {
-    let dir = TempDir::new("never-reads");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
-    let client = builder()
-        .unix_socket(dir.socket())
-        .queue_capacity(64)
-        .write_timeout(Duration::from_millis(100))
-        .build()
-        .unwrap();
+    let (_dir, _agent, client) = stalled_with("never-reads", |b| {
+        b.queue_capacity(64)
+            .write_timeout(Duration::from_millis(100))
+    });
     let notifications = client.notifications();
     // Keep offering records until the socket buffers are full, a write times out and
     // the client drops the connection (records refused as QueueFull are not accepted).
@@ -313,15 +308,9 @@ fn a_write_to_an_agent_that_never_reads_times_out_and_reconnects() {
 
 #[test]
 fn close_keeps_its_deadline_with_the_writer_blocked_and_hands_back_the_rest() {
-    let dir = TempDir::new("blocked");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
-    let client = builder()
-        .unix_socket(dir.socket())
-        .queue_capacity(64)
-        .write_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let (_dir, _agent, client) = stalled_with("blocked", |b| {
+        b.queue_capacity(64).write_timeout(Duration::from_secs(60))
+    });
     // Fill the socket buffers and then the queue, until the queue stays full for 50 ms:
     // the writer is blocked in a write.
     let n = fill_until_blocked(&client);
@@ -844,12 +833,19 @@ fn start_waiting_sender(
 
 /// An agent that reads nothing, and a client with a 16-record queue sending to it.
 fn stalled(name: &str) -> (TempDir, TestAgent, Client) {
+    stalled_with(name, |b| b.queue_capacity(16))
+}
+
+/// An agent that reads nothing, and a client sending to it, built from [`builder`] with
+/// `settings` on top.
+fn stalled_with(
+    name: &str,
+    settings: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> (TempDir, TestAgent, Client) {
     let dir = TempDir::new(name);
     let agent = TestAgent::unix(dir.socket()).unwrap();
     agent.stop_reading();
-    let client = builder()
-        .unix_socket(dir.socket())
-        .queue_capacity(16)
+    let client = settings(builder().unix_socket(dir.socket()))
         .build()
         .unwrap();
     (dir, agent, client)
@@ -913,17 +909,12 @@ fn a_sender_waiting_for_room_sleeps_and_everything_arrives_in_order() {
 
 #[test]
 fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
-    let dir = TempDir::new("wait-close");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
     // A small send buffer, so the writer is soon stuck in a write.
-    let client = builder()
-        .unix_socket(dir.socket())
-        .queue_capacity(16)
-        .send_buffer_size(Some(4096))
-        .wait_for_connection(true)
-        .build()
-        .unwrap();
+    let (_dir, _agent, client) = stalled_with("wait-close", |b| {
+        b.queue_capacity(16)
+            .send_buffer_size(Some(4096))
+            .wait_for_connection(true)
+    });
     let accepted = fill_queue(&client);
     let waiting = client.clone();
     let closer = client.clone();
@@ -993,14 +984,7 @@ fn unix_sockets_get_a_one_mebibyte_send_buffer() {
     // An agent that reads nothing: everything the client gets written sits in the
     // socket. The kernel's usual buffer (208 KiB) would stop the writer far short of
     // 700 KB; the 1 MiB default (doubled by Linux for its bookkeeping) takes more.
-    let dir = TempDir::new("sndbuf");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
-    let client = builder()
-        .unix_socket(dir.socket())
-        .wait_for_connection(true)
-        .build()
-        .unwrap();
+    let (_dir, _agent, client) = stalled_with("sndbuf", |b| b.wait_for_connection(true));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = {
         let (client, stop) = (client.clone(), stop.clone());
@@ -1173,10 +1157,7 @@ fn a_connect_that_hangs_fails_at_the_connect_timeout() {
 
 #[test]
 fn a_backlog_is_written_a_batch_at_a_time() {
-    let dir = TempDir::new("batches");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
-    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let (_dir, agent, client) = stalled_with("batches", |b| b);
     // A queue's worth of records (2048) waits behind a writer stuck on a full socket.
     let queued = fill_until_blocked(&client);
     let before = client.stats();
@@ -1199,18 +1180,13 @@ fn a_backlog_is_written_a_batch_at_a_time() {
 
 #[test]
 fn a_frame_cut_by_a_failure_is_written_whole_on_the_next_connection() {
-    let dir = TempDir::new("cut-frame");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
     // A small send buffer, a short write timeout and a 200 KB record: the socket takes
     // part of the frame, and the write times out waiting for the agent to read the rest.
-    let client = builder()
-        .unix_socket(dir.socket())
-        .send_buffer_size(Some(4096))
-        .write_timeout(Duration::from_millis(200))
-        .wait_for_connection(true)
-        .build()
-        .unwrap();
+    let (_dir, agent, client) = stalled_with("cut-frame", |b| {
+        b.send_buffer_size(Some(4096))
+            .write_timeout(Duration::from_millis(200))
+            .wait_for_connection(true)
+    });
     let big = record(7).custom("blob", "x".repeat(200_000));
     client.try_send(big).unwrap();
     wait_until("a frame cut by the timeout", || client.stats().retried >= 1);
