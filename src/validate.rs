@@ -279,11 +279,7 @@ fn duplicate_key(entries: &[(crate::Text, Value)]) -> Option<&str> {
     const SCAN_UP_TO: usize = 32;
     if entries.len() <= SCAN_UP_TO {
         return entries.iter().enumerate().find_map(|(i, (key, _))| {
-            let key: &str = key;
-            entries[..i]
-                .iter()
-                .any(|(k, _)| k.len() == key.len() && **k == *key)
-                .then_some(key)
+            entries[..i].iter().any(|(k, _)| k == key).then_some(&**key)
         });
     }
     let mut keys: Vec<&str> = entries.iter().map(|(k, _)| &**k).collect();

@@ -678,18 +678,16 @@ impl Writer {
             signal.cancel();
         }
         // Closed off this thread, like broken connections: a close that hangs (a bad
-        // host-mounted socket) must not hold up `close`, which joins this thread. So is
-        // a connection the supervisor made that was never taken; and none is asked for.
-        let (active, ready) = {
+        // host-mounted socket) must not hold up `close`, which joins this thread. No new
+        // connection is asked for; one the supervisor made and nobody took, it lets go
+        // of itself as it stops.
+        let active = {
             let mut st = self.shared.lock();
             st.want = false;
-            (st.active.take(), st.ready.take())
+            st.active.take()
         };
         if let Some(conn) = self.conn.take() {
             self.shared.let_go(conn, active);
-        }
-        if let Some(conn) = ready {
-            self.shared.let_go(conn, None);
         }
         {
             let mut st = self.shared.lock();
