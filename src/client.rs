@@ -16,17 +16,20 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::backoff::Backoff;
-use crate::cache_line::OwnLine;
 use crate::config::{Config, SendBuffer};
-use crate::deadline;
 use crate::encode::{encoded_len, encoded_len_bound};
+use crate::link::Link;
 use crate::notify::{Event, LossReason, Notification, Notifier};
+use crate::queue::{FlushSignal, Item};
 use crate::record::{Record, Text};
 use crate::stats::{Counters, Stats};
-use crate::supervisor::{self, Shared};
+use crate::supervisor;
+use crate::time;
+use crate::time::unix_now;
 use crate::transport::Transport;
 use crate::validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id};
-use crate::writer::{FlushSignal, Item, Writer, unix_now};
+use crate::writer::Writer;
+use crossbeam_utils::CachePadded;
 
 /// Why `try_send` or `send_timeout` refused a record. Every variant hands the record
 /// back: nothing is lost behind the caller's back.
@@ -336,7 +339,7 @@ impl ClientBuilder {
         let counters = Arc::new(Counters::default());
         let notifier = Notifier::new(config.notification_capacity, Arc::clone(&counters));
         let notifications = notifier.receiver();
-        let shared = Arc::new(Shared::new(
+        let shared = Arc::new(Link::new(
             Arc::clone(&counters),
             notifier,
             config.queue_capacity,
@@ -385,7 +388,7 @@ impl ClientBuilder {
             writer_thread: writer.thread().clone(),
             tx,
             rx,
-            gate: OwnLine(AtomicU64::new(0)),
+            gate: CachePadded::new(AtomicU64::new(0)),
             wake_len: config.queue_capacity.div_ceil(2),
             notifications,
             threads: Mutex::new(Some((writer, supervisor))),
@@ -424,9 +427,9 @@ struct Inner {
     rx: Receiver<Item>,
     /// `CLOSED` plus the number of senders between their check and their push. On a
     /// line of its own: every send writes it, and the fields around it are read-only.
-    gate: OwnLine<AtomicU64>,
+    gate: CachePadded<AtomicU64>,
     wake_len: usize,
-    shared: Arc<Shared>,
+    shared: Arc<Link>,
     counters: Arc<Counters>,
     notifications: Receiver<Notification>,
     writer_thread: Thread,
@@ -537,7 +540,7 @@ impl Client {
     /// outpaces the agent leaves the CPU to the writer.
     pub fn send_timeout(&self, record: Record, timeout: Duration) -> Result<(), SendError> {
         let ts = unix_now();
-        let deadline = deadline::after(timeout);
+        let deadline = time::after(timeout);
         let room = match self.check(&record) {
             Ok(room) => room,
             Err(refusal) => return Err(refusal.with(record)),
@@ -561,7 +564,7 @@ impl Client {
             // The writer, `close` and the client's death wake sleepers; the backstop only
             // bounds what a wake-up missed by mistake would cost.
             inner.shared.room.wait(
-                deadline.min(deadline::after(ROOM_BACKSTOP)),
+                deadline.min(time::after(ROOM_BACKSTOP)),
                 || inner.tx.len(),
                 || {
                     inner.gate.load(Ordering::Relaxed) & CLOSED != 0
@@ -635,7 +638,7 @@ impl Client {
     /// Waits until every record accepted before this call has been written to the
     /// socket, or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        let deadline = deadline::after(timeout);
+        let deadline = time::after(timeout);
         let signal = Arc::new(FlushSignal::default());
         let inner = &*self.inner;
         let mut item = Item::Flush(Arc::clone(&signal));
@@ -701,7 +704,7 @@ impl Client {
 
     fn await_first_connection(&self) -> Result<(), BuildError> {
         let shared = &self.inner.shared;
-        let deadline = deadline::after(self.inner.config.connect_timeout);
+        let deadline = time::after(self.inner.config.connect_timeout);
         let mut st = shared.lock();
         loop {
             if st.ready.is_some() || self.inner.counters.connects.load(Ordering::Relaxed) > 0 {
@@ -755,7 +758,7 @@ fn item_record(item: Item) -> Record {
 
 impl Inner {
     fn close(&self, timeout: Duration, reason: LossReason) -> CloseReport {
-        let deadline = deadline::after(timeout);
+        let deadline = time::after(timeout);
         // 1. Refuse new records, and wait for pushes already past the gate.
         self.gate.fetch_or(CLOSED, Ordering::SeqCst);
         self.shared.room.wake_all();

@@ -8,17 +8,19 @@
 #![deny(unsafe_code)]
 
 mod backoff;
-mod cache_line;
 mod client;
+mod closer;
 mod config;
-mod deadline;
 mod encode;
 mod kinds;
+mod link;
 mod notify;
+mod queue;
 mod record;
 mod room;
 mod stats;
 mod supervisor;
+mod time;
 mod transport;
 mod validate;
 mod writer;

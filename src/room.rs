@@ -12,12 +12,12 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::cache_line::OwnLine;
+use crossbeam_utils::CachePadded;
 
 pub(crate) struct Room {
     /// Set (to 1) by a producer about to sleep; taken by the writer, which wakes the
     /// sleepers once per setting, not once per record.
-    armed: OwnLine<AtomicU64>,
+    armed: CachePadded<AtomicU64>,
     lock: Mutex<()>,
     cond: Condvar,
     /// Sleepers are woken once the queue holds this many items or fewer.
@@ -27,7 +27,7 @@ pub(crate) struct Room {
 impl Room {
     pub(crate) fn new(capacity: usize) -> Self {
         Room {
-            armed: OwnLine::default(),
+            armed: CachePadded::default(),
             lock: Mutex::new(()),
             cond: Condvar::new(),
             low: capacity / 2,

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::cache_line::OwnLine;
+use crossbeam_utils::CachePadded;
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
@@ -11,7 +11,7 @@ macro_rules! counters {
         /// a line would bounce it between their cores on every record.
         #[derive(Debug, Default)]
         pub(crate) struct Counters {
-            $(pub(crate) $name: OwnLine<AtomicU64>,)*
+            $(pub(crate) $name: CachePadded<AtomicU64>,)*
         }
 
         /// A snapshot of the client's counters.

@@ -328,7 +328,7 @@ impl MemorySink {
     /// Waits until at least `len` bytes have been written or `timeout` passes; returns
     /// whether they were.
     pub fn wait_for_len(&self, len: usize, timeout: Duration) -> bool {
-        let deadline = crate::deadline::after(timeout);
+        let deadline = crate::time::after(timeout);
         let mut st = self.inner.0.lock();
         while st.bytes.len() < len {
             if self.inner.1.wait_until(&mut st, deadline).timed_out() {

@@ -18,14 +18,15 @@ use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use parking_lot::{Condvar, Mutex};
 
 use crate::config::Config;
 use crate::encode::{Batch, Heartbeat, append_heartbeat, append_record, append_record_in};
+use crate::link::Link;
 use crate::notify::{Event, LossReason};
+use crate::queue::{FlushSignal, Item};
 use crate::record::Record;
 use crate::stats::Counters;
-use crate::supervisor::Shared;
+use crate::time::unix_now;
 use crate::transport::{Connection, Transport, Unread};
 
 /// The buffer size past which the writer stops taking records and writes.
@@ -37,53 +38,6 @@ const IDLE_YIELDS: u32 = 64;
 
 /// How long a writer that just went idle parks before looking at the queue again.
 const FIRST_POLL: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// What travels on the queue. (Records travel unboxed: the queue's slots are allocated
-/// once, and a box per record would be an allocation per record.)
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Item {
-    /// A validated record, its timestamp (Unix seconds), and the room its frame needs
-    /// (as measured by the producer, so the writer does not measure again).
-    Record(i64, usize, Record),
-    /// Signalled once everything queued before it has been written.
-    Flush(Arc<FlushSignal>),
-}
-
-/// A one-shot signal for `flush`: set once everything before it is written, or
-/// cancelled when the client stops first.
-#[derive(Default)]
-pub(crate) struct FlushSignal {
-    state: Mutex<Option<bool>>,
-    cond: Condvar,
-}
-
-impl FlushSignal {
-    fn set(&self) {
-        self.settle(true);
-    }
-
-    /// The client stopped before the flush's records were written.
-    pub(crate) fn cancel(&self) {
-        self.settle(false);
-    }
-
-    fn settle(&self, done: bool) {
-        self.state.lock().get_or_insert(done);
-        self.cond.notify_all();
-    }
-
-    /// Waits until settled or `deadline`: `Some(true)` written, `Some(false)` cancelled,
-    /// `None` timed out.
-    pub(crate) fn wait_until(&self, deadline: Instant) -> Option<bool> {
-        let mut state = self.state.lock();
-        while state.is_none() {
-            if self.cond.wait_until(&mut state, deadline).timed_out() {
-                break;
-            }
-        }
-        *state
-    }
-}
 
 /// A record on its way to the agent: first a frame in the buffer not yet completely
 /// written; then, with the replay on, part of the unread tail until the agent has read it.
@@ -103,7 +57,7 @@ struct Frame {
 const UNREAD_CHECK_EVERY: usize = 512;
 
 pub(crate) struct Writer {
-    shared: Arc<Shared>,
+    shared: Arc<Link>,
     config: Arc<Config>,
     rx: Receiver<Item>,
     buf: Batch,
@@ -147,7 +101,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, config: Arc<Config>, rx: Receiver<Item>) -> Self {
+    pub(crate) fn new(shared: Arc<Link>, config: Arc<Config>, rx: Receiver<Item>) -> Self {
         let heartbeat = Heartbeat::current(
             config.service_tree_id.clone(),
             config.transport.destination(),
@@ -362,7 +316,7 @@ impl Writer {
         if !append_heartbeat(&mut self.hb_buf, unix_now(), &self.heartbeat) {
             Counters::add(&self.shared.counters.heartbeats_dropped, 1);
         }
-        self.next_heartbeat = Some(crate::deadline::after(self.config.heartbeat_interval));
+        self.next_heartbeat = Some(crate::time::after(self.config.heartbeat_interval));
     }
 
     /// Whether the socket stands between two record frames, where a heartbeat may go.
@@ -703,13 +657,5 @@ impl Writer {
             .map(|f| f.record)
             .chain(self.carry.take().map(|f| f.record))
             .collect()
-    }
-}
-
-/// Seconds since the Unix epoch (negative before it, which no clock here reports).
-pub(crate) fn unix_now() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
     }
 }
