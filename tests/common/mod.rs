@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use geneva_audit::agent::ReceivedFrame;
+use geneva_audit::agent::{ReceivedFrame, TestAgent};
 use geneva_audit::{
     Backoff, CallerIdentityType, Client, ClientBuilder, OperationCategory, OperationResult,
     OperationType, Record, SendError,
@@ -242,4 +242,47 @@ pub fn first_arrivals(seqs: &[u64], seen: &mut std::collections::HashSet<u64>) -
         }
     }
     (first, dups)
+}
+
+/// The scheduler state (`S` asleep, `R` running) of this process's thread `name`.
+pub fn thread_state(name: &str) -> Option<char> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            return stat.rsplit_once(") ")?.1.chars().next();
+        }
+    }
+    None
+}
+
+/// An agent that reads nothing, and a client with a 16-record queue sending to it.
+pub fn stalled(name: &str) -> (TempDir, TestAgent, Client) {
+    stalled_with(name, |b| b.queue_capacity(16))
+}
+
+/// An agent that reads nothing, and a client sending to it, built from [`builder`] with
+/// `settings` on top.
+pub fn stalled_with(
+    name: &str,
+    settings: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> (TempDir, TestAgent, Client) {
+    let dir = TempDir::new(name);
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let client = settings(builder().unix_socket(dir.socket()))
+        .build()
+        .unwrap();
+    (dir, agent, client)
+}
+
+/// Fills a 16-record queue behind an agent that does not read; returns how many the
+/// client accepted.
+pub fn fill_queue(client: &Client) -> u64 {
+    let mut accepted = 0u64;
+    while client.try_send(record(accepted)).is_ok() {
+        accepted += 1;
+        assert!(accepted < 1_000_000, "the queue never filled");
+    }
+    accepted
 }

@@ -1,0 +1,312 @@
+//! Closing: deadlines kept, later records refused, unsent records handed back in order,
+//! waiting senders and flushes woken, hanging connection closes survived.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use geneva_audit::agent::TestAgent;
+use geneva_audit::{Client, Event, FlushError, MemorySink, SendError, Transport};
+
+/// Starts a thread named `name` that sends records numbered from `from` with
+/// `send_timeout` until one is refused, and returns once that thread is asleep (waiting
+/// for room). The thread returns the refusal, the refused record's number and when.
+fn start_waiting_sender(
+    client: Client,
+    name: &str,
+    from: u64,
+) -> std::thread::JoinHandle<(SendError, u64, Instant)> {
+    let sender = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let mut n = from;
+            loop {
+                match client.send_timeout(record(n), PATIENCE) {
+                    Ok(()) => n += 1,
+                    Err(e) => return (e, n, Instant::now()),
+                }
+            }
+        })
+        .unwrap();
+    wait_until("the sender to wait for room", || {
+        thread_state(name) == Some('S')
+    });
+    sender
+}
+
+#[test]
+fn closing_refuses_later_records_and_is_idempotent() {
+    let sink = MemorySink::new();
+    let client = builder()
+        .transport(Transport::Memory(sink.clone()))
+        .build()
+        .unwrap();
+    let other_handle = client.clone();
+    send_range(&client, 0, 10);
+    let report = client.close(PATIENCE);
+    assert_eq!(report.written, 10);
+    assert!(report.unsent.is_empty());
+    let r = record(11);
+    match other_handle.try_send(r.clone()) {
+        Err(SendError::Closed(back)) => assert_eq!(back, r),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        other_handle.flush(PATIENCE),
+        Err(FlushError::Closed)
+    ));
+    let again = other_handle.close(PATIENCE);
+    assert!(again.unsent.is_empty());
+    assert_eq!(again.written, 10);
+    assert!(!sink.bytes().is_empty());
+}
+
+#[test]
+fn close_keeps_its_deadline_with_the_writer_blocked_and_hands_back_the_rest() {
+    let (_dir, _agent, client) = stalled_with("blocked", |b| {
+        b.queue_capacity(64).write_timeout(Duration::from_secs(60))
+    });
+    // Fill the socket buffers and then the queue, until the queue stays full for 50 ms:
+    // the writer is blocked in a write.
+    let n = fill_until_blocked(&client);
+    let started = Instant::now();
+    let report = client.close(Duration::from_secs(1));
+    let took = started.elapsed();
+    println!(
+        "close(1 s) took {took:?} and handed back {}",
+        report.unsent.len()
+    );
+    assert!(took < Duration::from_millis(1500), "close took {took:?}");
+    assert!(report.clean);
+    let s = report.stats;
+    assert_eq!(s.accepted, n);
+    assert_eq!(s.accepted, s.written + s.lost);
+    assert_eq!(s.lost, report.unsent.len() as u64);
+    assert!(report.unsent.len() >= 64);
+    // Handed back in the order they were accepted, starting after the last written.
+    let names: Vec<String> = report
+        .unsent
+        .iter()
+        .map(|r| r.get_operation_name().to_owned())
+        .collect();
+    let expected: Vec<String> = (s.written..n).map(|i| format!("Operation{i}")).collect();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn close_cuts_a_long_backoff_short() {
+    let dir = TempDir::new("backoff");
+    let client = Client::builder(STI)
+        .unix_socket(dir.socket())
+        .backoff(geneva_audit::Backoff {
+            initial: Duration::from_secs(20),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            full_jitter: false,
+        })
+        .build()
+        .unwrap();
+    send_range(&client, 0, 5);
+    wait_until("a failed attempt", || client.stats().connect_failures >= 1);
+    let started = Instant::now();
+    let report = client.close(Duration::from_millis(200));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "close took {took:?}");
+    assert!(report.clean, "a thread was left behind");
+    assert_eq!(report.unsent.len(), 5);
+    assert_eq!(report.stats.lost, 5);
+}
+
+#[test]
+fn closing_after_the_agent_died_hands_back_what_it_never_read() {
+    let dir = TempDir::new("dead-close");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let notifications = client.notifications();
+    agent.stop_reading();
+    // More than one 64 KiB read of the agent's: a reader already waiting in `read` when
+    // reading stopped takes at most that much from the kernel; the rest stays there.
+    send_range(&client, 0, 200);
+    client.flush(PATIENCE).unwrap();
+    agent.kill();
+    let report = client.close(Duration::from_millis(300));
+    // What the agent's reader had taken from the kernel before it was paused counts as
+    // received (the killed agent keeps it); everything else comes back, in order.
+    let received = seqs(&agent.frames());
+    assert_consecutive(&received, 0, received.len() as u64);
+    let unsent: Vec<u64> = report
+        .unsent
+        .iter()
+        .map(|r| r.get_operation_name()["Operation".len()..].parse().unwrap())
+        .collect();
+    // Those the agent read after the client's last look come back too (at least once).
+    let first = *unsent.first().expect("something comes back");
+    assert!(first <= received.len() as u64, "a gap before {first}");
+    assert_consecutive(&unsent, first, 200);
+    assert!(
+        !unsent.is_empty(),
+        "the agent read everything before it was paused"
+    );
+    let s = report.stats;
+    assert_eq!(s.accepted, 200);
+    assert_eq!(s.lost, unsent.len() as u64);
+    assert_eq!(s.written + s.lost, 200);
+    let lost = s.lost;
+    assert!(notifications.try_iter().any(|n| matches!(
+        n.event,
+        Event::RecordsLost { count, .. } if count == lost
+    )));
+}
+
+#[test]
+fn flush_hears_about_close() {
+    let dir = TempDir::new("flush-close");
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    send_range(&client, 0, 5);
+    let flusher = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (client.flush(PATIENCE), started.elapsed())
+        })
+    };
+    let report = client.close(Duration::from_millis(100));
+    assert_eq!(report.unsent.len(), 5);
+    let (result, took) = flusher.join().unwrap();
+    assert_eq!(result, Err(FlushError::Closed));
+    assert!(took < Duration::from_secs(5), "flush took {took:?}");
+}
+
+#[test]
+fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
+    // A small send buffer, so the writer is soon stuck in a write.
+    let (_dir, _agent, client) = stalled_with("wait-close", |b| {
+        b.queue_capacity(16)
+            .send_buffer_size(Some(4096))
+            .wait_for_connection(true)
+    });
+    let accepted = fill_queue(&client);
+    let waiting = client.clone();
+    let closer = client.clone();
+    let (result, _) = within("a sender waiting through close", PATIENCE, move || {
+        // The writer may still take a record or two off the queue.
+        let sender = start_waiting_sender(waiting, "closed-sender", accepted);
+        let started = Instant::now();
+        // The writer is stuck in a write (the agent reads nothing) until close's
+        // deadline, so only close itself can wake the sender sooner than its backstop.
+        let report = closer.close(Duration::from_secs(2));
+        (sender.join().unwrap(), report, started)
+    });
+    match result.0 {
+        (SendError::Closed(back), n, returned) => {
+            assert_eq!(back, record(n));
+            // Woken by close, not by its one-second backstop (nor by the writer, stuck
+            // for two).
+            let after = returned.saturating_duration_since(result.2);
+            assert!(
+                after < Duration::from_millis(900),
+                "returned {after:?} after close"
+            );
+        }
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    let report = result.1;
+    assert_eq!(report.stats.refused_closed, 1);
+    assert_eq!(
+        report.written + report.unsent.len() as u64,
+        report.stats.accepted
+    );
+}
+
+#[test]
+fn close_returns_even_when_closing_the_connection_hangs() {
+    let sink = MemorySink::new();
+    let client = builder()
+        .transport(Transport::Memory(sink.clone()))
+        .build()
+        .unwrap();
+    send_range(&client, 0, 10);
+    client.flush(PATIENCE).unwrap();
+    // A bad host-mounted socket: the writer's last act, closing its connection, hangs.
+    sink.hang_closes();
+    let (report, _) = within("close", PATIENCE, move || {
+        client.close(Duration::from_millis(500))
+    });
+    assert!(report.unsent.is_empty());
+    assert_eq!(report.stats.written, 10);
+    sink.heal();
+}
+
+#[test]
+fn close_right_after_build_never_waits_on_a_hanging_close() {
+    // The supervisor may connect just as close begins: that connection is never used,
+    // and closing it hangs like any other. Close must not wait for it.
+    let sink = MemorySink::new();
+    sink.hang_closes();
+    for _ in 0..100 {
+        let client = builder()
+            .transport(Transport::Memory(sink.clone()))
+            .build()
+            .unwrap();
+        let (report, _) = within("close right after build", PATIENCE, move || {
+            client.close(Duration::ZERO)
+        });
+        assert!(report.clean);
+    }
+    sink.heal();
+}
+
+#[test]
+fn a_client_whose_closes_hang_dies_wakes_its_waiting_sender_and_still_closes_in_time() {
+    // A memory "agent" whose writes fail and whose closes hang: each failure retires a
+    // connection whose close never returns, until the client gives up.
+    let sink = MemorySink::new();
+    let client = builder()
+        .transport(Transport::Memory(sink.clone()))
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    let notifications = client.notifications();
+    client.try_send(record(0)).unwrap();
+    client.flush(PATIENCE).unwrap();
+    // Writes fail from here on; the writer keeps what it took and reconnects.
+    sink.fail_writes(std::io::ErrorKind::BrokenPipe);
+    let sender = start_waiting_sender(client.clone(), "dying-sender", 1);
+    // Now the closes hang too: the next failures pile them up.
+    sink.hang_closes();
+    let died = loop {
+        let n = notifications.recv_timeout(PATIENCE).expect("ClientDead");
+        if let Event::ClientDead { reason } = n.event {
+            assert!(reason.contains("hanging"), "{reason}");
+            break Instant::now();
+        }
+    };
+    let (error, n, returned) = sender.join().unwrap();
+    match error {
+        SendError::Dead(back) => assert_eq!(back, record(n)),
+        other => panic!("expected Dead, got {other:?}"),
+    }
+    // Woken by the death, not by the one-second backstop of its wait.
+    let after = returned.saturating_duration_since(died);
+    assert!(
+        after < Duration::from_millis(900),
+        "returned {after:?} after"
+    );
+    match client.try_send(record(n + 1)) {
+        Err(SendError::Dead(back)) => assert_eq!(back, record(n + 1)),
+        other => panic!("expected Dead, got {other:?}"),
+    }
+    assert_eq!(client.flush(PATIENCE), Err(FlushError::Closed));
+    // Close hands back, in order, every record that never reached the sink.
+    let (report, _) = within("close of a dead client", PATIENCE, move || {
+        client.close(Duration::from_millis(500))
+    });
+    assert_eq!(report.unsent, (1..n).map(record).collect::<Vec<_>>());
+    let s = report.stats;
+    assert_eq!((s.accepted, s.written, s.lost), (n, 1, n - 1));
+    assert_eq!(s.refused_closed, 2);
+    // It bears four hanging closes and dies at the fifth.
+    assert!(s.write_errors >= 5, "{s:?}");
+    sink.heal();
+}

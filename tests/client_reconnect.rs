@@ -1,0 +1,162 @@
+//! Connecting and reconnecting: records wait for an absent agent, failed connects and
+//! writes time out and are retried with a backoff, never in a hot loop.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use geneva_audit::agent::TestAgent;
+use geneva_audit::{Event, FlushError};
+
+#[test]
+fn records_queue_while_the_agent_is_absent_and_arrive_in_order() {
+    let dir = TempDir::new("absent");
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let notifications = client.notifications();
+    send_range(&client, 0, 100);
+    // The supervisor reports the failures, naming the path and the OS error.
+    let n = notifications.recv_timeout(PATIENCE).unwrap();
+    match n.event {
+        Event::ConnectFailed {
+            destination, kind, ..
+        } => {
+            assert!(destination.contains(dir.socket().to_str().unwrap()));
+            assert_eq!(kind, std::io::ErrorKind::NotFound);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        client.flush(Duration::from_millis(50)),
+        Err(FlushError::Timeout { pending: 100 })
+    ));
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    client.flush(PATIENCE).unwrap();
+    let frames = agent.wait_for_frames(101, PATIENCE).unwrap();
+    assert_eq!(seqs(&frames), (0..100).collect::<Vec<_>>());
+    let stats = client.stats();
+    assert!(stats.connect_failures >= 1);
+    assert_eq!(stats.connects, 1);
+    client.close(PATIENCE);
+}
+
+#[test]
+fn a_connect_that_hangs_fails_at_the_connect_timeout() {
+    // A listener that never accepts, its backlog full: the kernel drops further SYNs, so
+    // a connect to it hangs until the caller gives up.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+        queued.push(s);
+        assert!(queued.len() < 100, "the backlog never filled");
+    }
+    let client = builder()
+        .tcp(addr.to_string())
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let notifications = client.notifications();
+    let started = Instant::now();
+    match notifications.recv_timeout(PATIENCE).unwrap().event {
+        Event::ConnectFailed { kind, .. } => assert_eq!(kind, std::io::ErrorKind::TimedOut),
+        other => panic!("expected ConnectFailed, got {other:?}"),
+    }
+    // Without the timeout the kernel would retry its SYN for minutes.
+    assert!(started.elapsed() < Duration::from_secs(10));
+    client.close(Duration::ZERO);
+}
+
+#[test]
+fn a_write_to_an_agent_that_never_reads_times_out_and_reconnects() {
+    let (_dir, _agent, client) = stalled_with("never-reads", |b| {
+        b.queue_capacity(64)
+            .write_timeout(Duration::from_millis(100))
+    });
+    let notifications = client.notifications();
+    // Keep offering records until the socket buffers are full, a write times out and
+    // the client drops the connection (records refused as QueueFull are not accepted).
+    let mut n = 0u64;
+    wait_until("a timed-out write", || {
+        if client.try_send(record(n)).is_ok() {
+            n += 1;
+        }
+        notifications.try_iter().any(|n| {
+            matches!(
+                n.event,
+                Event::WriteFailed {
+                    kind: std::io::ErrorKind::TimedOut,
+                    ..
+                }
+            )
+        })
+    });
+    wait_until("a reconnection", || client.stats().connects >= 2);
+    // The agent still reads nothing: close gives up at its deadline.
+    let s = client.close(Duration::from_millis(300)).stats;
+    assert_eq!(s.accepted, s.written + s.lost);
+    assert!(s.write_errors >= 1);
+}
+
+#[test]
+fn an_agent_that_drops_every_connection_is_not_reconnected_to_in_a_hot_loop() {
+    let dir = TempDir::new("crash-loop");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.set_refuse_connections(true);
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    send_range(&client, 0, 20);
+    // The passage of time is what is measured here: a second of a crash-looping agent.
+    std::thread::sleep(Duration::from_secs(1));
+    let s = client.stats();
+    // Backoff from 5 ms to 50 ms allows about 25 attempts a second; a hot loop made
+    // thousands.
+    assert!(s.connects <= 60, "{} connections in a second", s.connects);
+    assert!(s.connects >= 3, "the client stopped trying: {s:?}");
+    drop(agent);
+    client.close(Duration::ZERO);
+}
+
+#[test]
+fn a_connection_that_worked_starts_the_backoff_over() {
+    let dir = TempDir::new("backoff-reset");
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let notifications = client.notifications();
+    let failures = |n: geneva_audit::Notification| match n.event {
+        Event::ConnectFailed { failures, .. } => Some(failures),
+        _ => None,
+    };
+    // The agent is absent: failures pile up and the backoff grows.
+    while failures(notifications.recv_timeout(PATIENCE).unwrap()).unwrap_or(0) < 3 {}
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    send_range(&client, 0, 1);
+    client.flush(PATIENCE).unwrap();
+    agent.wait_for_frames(2, PATIENCE).unwrap();
+    // A connection counts as good once the agent read from it or it lasted a second:
+    // past that second, both hold.
+    let handed_over = Instant::now();
+    wait_until("the connection to last a second", || {
+        handed_over.elapsed() > Duration::from_millis(1100)
+    });
+    let _earlier: Vec<_> = notifications.try_iter().collect();
+    agent.kill();
+    // The idle writer learns of the death from its next write.
+    send_range(&client, 1, 1);
+    // The next failure is the first of a new run, not the fourth of the old one.
+    let next = loop {
+        if let Some(n) = failures(notifications.recv_timeout(PATIENCE).unwrap()) {
+            break n;
+        }
+    };
+    assert_eq!(next, 1);
+    client.close(Duration::ZERO);
+}
