@@ -9,7 +9,7 @@ use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::{self, JoinHandle, Thread};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
@@ -18,9 +18,9 @@ use parking_lot::Mutex;
 use crate::backoff::Backoff;
 use crate::config::{Config, SendBuffer};
 use crate::encode::{encoded_len, encoded_len_bound};
-use crate::link::Link;
+use crate::link::{Lifecycle, Link};
 use crate::notify::{Event, LossReason, Notification, Notifier};
-use crate::queue::{FlushSignal, Item};
+use crate::queue::{FlushSignal, Item, Settled};
 use crate::record::{Record, Text};
 use crate::stats::{Counters, Stats};
 use crate::supervisor;
@@ -28,6 +28,7 @@ use crate::time;
 use crate::time::unix_now;
 use crate::transport::Transport;
 use crate::validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id};
+use crate::worker::Worker;
 use crate::writer::Writer;
 use crossbeam_utils::CachePadded;
 
@@ -105,13 +106,19 @@ impl std::error::Error for SendError {
     }
 }
 
-/// Why `flush` returned before everything was written.
+/// Why `flush` returned before every record accepted before it was delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlushError {
-    /// The timeout passed; `pending` accepted records were not written yet.
+    /// The timeout passed; `pending` accepted records were not delivered yet.
     Timeout {
-        /// Records accepted and not yet written or lost.
+        /// Records accepted and not yet delivered or lost, client-wide.
         pending: u64,
+    },
+    /// Every record accepted before the flush was dealt with, but `count` of them were
+    /// lost instead of delivered (see [`Event::RecordsLost`] for why).
+    Lost {
+        /// How many.
+        count: u64,
     },
     /// The client is closed or dead.
     Closed,
@@ -121,7 +128,13 @@ impl fmt::Display for FlushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FlushError::Timeout { pending } => {
-                write!(f, "flush timed out with {pending} records not yet written")
+                write!(
+                    f,
+                    "flush timed out with {pending} records not yet delivered"
+                )
+            }
+            FlushError::Lost { count } => {
+                write!(f, "{count} records accepted before the flush were lost")
             }
             FlushError::Closed => f.write_str("the client is closed"),
         }
@@ -168,10 +181,13 @@ impl std::error::Error for BuildError {
 /// What `close` did.
 #[derive(Debug)]
 pub struct CloseReport {
-    /// Records written over the client's life.
-    pub written: u64,
-    /// Accepted records that were not written, in the order they were accepted; keep
-    /// them or send them with another client. (They are counted as lost.)
+    /// Records delivered (read by the agent) over the client's life.
+    pub delivered: u64,
+    /// Accepted records the agent was not confirmed to have read, in the order they were
+    /// accepted: never written, or written and not seen read by the deadline. Keep them
+    /// or send them again (a record written but not seen read may have reached the agent
+    /// after all, so resending may duplicate it; it is never lost silently). They are
+    /// counted as lost.
     pub unsent: Vec<Record>,
     /// The counters after closing.
     pub stats: Stats,
@@ -348,39 +364,31 @@ impl ClientBuilder {
 
         let supervisor = {
             let (shared, config) = (Arc::clone(&shared), Arc::clone(&config));
-            thread::Builder::new()
-                .name("geneva-audit-supervisor".into())
-                .spawn(move || {
-                    let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&shared), config));
-                    if catch_unwind(run).is_err() {
-                        shared.die("the supervisor thread panicked".into());
-                        shared.lock().supervisor_done = true;
-                        shared.cond.notify_all();
-                    }
-                })
-                .map_err(BuildError::Spawn)?
+            Worker::spawn("geneva-audit-supervisor", move || {
+                let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&shared), config));
+                if catch_unwind(run).is_err() {
+                    shared.die("the supervisor thread panicked".into());
+                }
+            })
+            .map_err(BuildError::Spawn)?
         };
         let writer = {
             let w = Writer::new(Arc::clone(&shared), Arc::clone(&config), rx.clone());
             let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("geneva-audit-writer".into())
-                .spawn(move || {
-                    catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
-                        // No panic is known to reach here; should one, the client says
-                        // so and close counts what the writer held as lost.
-                        shared.die("the writer thread panicked".into());
-                        shared.lock().writer_done = true;
-                        shared.cond.notify_all();
-                        Vec::new()
-                    })
+            Worker::spawn("geneva-audit-writer", move || {
+                catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
+                    // No panic is known to reach here; should one, the client says so
+                    // and close counts what the writer held as lost.
+                    shared.die("the writer thread panicked".into());
+                    Vec::new()
                 })
+            })
         };
         let writer = match writer {
             Ok(w) => w,
             Err(e) => {
-                shared.stop_now();
-                let _ = supervisor.join();
+                shared.advance(Lifecycle::Stopping);
+                let _ = supervisor.wait_until(time::after(Duration::from_secs(1)));
                 return Err(BuildError::Spawn(e));
             }
         };
@@ -417,8 +425,8 @@ const WAIT_SLICE: Duration = Duration::from_millis(10);
 /// The longest a producer sleeps for room before looking at the queue again by itself.
 const ROOM_BACKSTOP: Duration = Duration::from_secs(1);
 
-/// The writer (which returns the records it could not write) and the supervisor.
-type Threads = (JoinHandle<Vec<Record>>, JoinHandle<()>);
+/// The writer (which returns the records it could not deliver) and the supervisor.
+type Threads = (Worker<Vec<Record>>, Worker<()>);
 
 struct Inner {
     config: Arc<Config>,
@@ -470,7 +478,7 @@ struct Inner {
 /// }
 /// client.flush(Duration::from_secs(5))?;
 /// let report = client.close(Duration::from_secs(5));
-/// assert_eq!(report.written, 1);
+/// assert_eq!(report.delivered, 1);
 /// assert!(!sink.bytes().is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -635,8 +643,13 @@ impl Client {
         }
     }
 
-    /// Waits until every record accepted before this call has been written to the
-    /// socket, or `timeout` passes.
+    /// Waits until every record accepted before this call has been delivered (the agent
+    /// has read it, as far as the transport can tell: see [`Stats::delivered`]), or
+    /// `timeout` passes.
+    ///
+    /// When the agent dies meanwhile, the records it had not read are written again on
+    /// the next connection and the wait goes on until they are read or the deadline
+    /// passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let deadline = time::after(timeout);
         let signal = Arc::new(FlushSignal::default());
@@ -663,15 +676,17 @@ impl Client {
         }
         inner.writer_thread.unpark();
         match signal.wait_until(deadline) {
-            Some(true) => Ok(()),
-            Some(false) => Err(FlushError::Closed),
+            Some(Settled::Delivered) => Ok(()),
+            Some(Settled::Lost(count)) => Err(FlushError::Lost { count }),
+            Some(Settled::Cancelled) => Err(FlushError::Closed),
             None => Err(self.flush_timeout()),
         }
     }
 
     fn flush_timeout(&self) -> FlushError {
+        let s = self.stats();
         FlushError::Timeout {
-            pending: self.stats().pending,
+            pending: s.pending + s.in_flight,
         }
     }
 
@@ -687,14 +702,16 @@ impl Client {
         self.inner.notifications.clone()
     }
 
-    /// Stops accepting records, writes what is queued within `timeout`, stops the
-    /// threads, closes the connection (on a thread of its own, so a close that hangs in
-    /// the OS cannot hold this up), and hands back what was not written. A second call
-    /// waits for the first, then returns with nothing more to hand back.
+    /// Stops accepting records, writes what is queued and waits, within `timeout`, until
+    /// the agent has read everything; then stops the threads, closes the connection (on a
+    /// thread of its own, so a close that hangs in the OS cannot hold this up), and hands
+    /// back in [`CloseReport::unsent`] every record not confirmed read, in order. A second
+    /// call waits for the first, then returns with nothing more to hand back.
     ///
-    /// Past `timeout` it unblocks a write stuck in the kernel and gives the threads up
-    /// to half a second more to stop; a thread still stuck in the OS after that is left
-    /// behind ([`CloseReport::clean`] is false) and what it held is counted as lost.
+    /// At the deadline it looks one last time at what the agent has read, and cuts off a
+    /// write stuck in the kernel; the threads get up to a quarter of a second more to
+    /// stop, and a thread still stuck in the OS after that is left behind
+    /// ([`CloseReport::clean`] is false) and what it held is counted as lost.
     /// Dropping the last handle closes with [`ClientBuilder::drop_timeout`]: on an async
     /// executor's thread, close explicitly (or keep that timeout short) rather than
     /// blocking the executor in `Drop`.
@@ -768,46 +785,25 @@ impl Inner {
         // A second close waits for the first to finish, then finds nothing left to do.
         let _closing = self.closing.lock();
         let Some((writer, supervisor)) = self.threads.lock().take() else {
-            return CloseReport {
-                written: self.counters.written.load(Ordering::Relaxed),
-                unsent: Vec::new(),
-                stats: self.counters.snapshot(self.tx.len()),
-                clean: true,
-            };
+            return self.report(Vec::new(), true);
         };
-        // 2. Let the writer drain the queue until the deadline.
-        {
-            let mut st = self.shared.lock();
-            st.draining = true;
-            self.shared.cond.notify_all();
-        }
+        // 2. The writer writes what is queued and waits for the agent to read it, until
+        // the deadline.
+        self.shared.advance(Lifecycle::Draining);
         self.writer_thread.unpark();
-        let mut writer_done = self.wait_writer(deadline);
-        // 3. Past the deadline: stop at once, unblocking a stuck write.
-        self.shared.stop_now();
+        let mut writer_ended = writer.wait_until(deadline);
+        // 3. Stop at once: a write stuck in the kernel is cut off.
+        self.shared.advance(Lifecycle::Stopping);
         self.writer_thread.unpark();
-        if !writer_done {
-            writer_done = self.wait_writer(Instant::now() + Duration::from_millis(250));
+        let grace = || Instant::now() + STOP_GRACE;
+        if !writer_ended {
+            writer_ended = writer.wait_until(grace());
         }
         let mut unsent = Vec::new();
-        if writer_done {
-            if let Ok(records) = writer.join() {
-                unsent = records;
-            }
+        if writer_ended {
+            unsent = writer.join().unwrap_or_default();
         }
-        let supervisor_done = {
-            let mut st = self.shared.lock();
-            let until = Instant::now() + Duration::from_millis(250);
-            while !st.supervisor_done {
-                if self.shared.cond.wait_until(&mut st, until).timed_out() {
-                    break;
-                }
-            }
-            st.supervisor_done
-        };
-        if supervisor_done {
-            let _ = supervisor.join();
-        }
+        let supervisor_ended = supervisor.wait_until(grace());
         // 4. What the writer never took is still queued.
         unsent.extend(self.rx.try_iter().filter_map(|item| match item {
             Item::Record(_, _, record) => Some(record),
@@ -824,34 +820,35 @@ impl Inner {
                 reason,
             });
         }
-        // Whatever is still pending now cannot be handed back: the writer is blocked in
-        // the OS (or died) with it.
-        let rest = self.counters.snapshot(0).pending;
-        if rest > 0 {
-            Counters::add(&self.counters.lost, rest);
+        // Whatever is still pending or in flight now cannot be handed back: the writer is
+        // stuck in the OS (or died) with it.
+        let left = self.counters.snapshot(0);
+        let abandoned = left.pending + left.in_flight;
+        if abandoned > 0 {
+            self.counters
+                .written
+                .fetch_sub(left.in_flight, Ordering::Relaxed);
+            Counters::add(&self.counters.lost, abandoned);
             self.shared.notifier.publish(Event::RecordsLost {
-                count: rest,
+                count: abandoned,
                 reason: LossReason::Abandoned,
             });
         }
-        CloseReport {
-            written: self.counters.written.load(Ordering::Relaxed),
-            unsent,
-            stats: self.counters.snapshot(self.tx.len()),
-            clean: writer_done && supervisor_done,
-        }
+        self.report(unsent, writer_ended && supervisor_ended)
     }
 
-    fn wait_writer(&self, deadline: Instant) -> bool {
-        let mut st = self.shared.lock();
-        while !st.writer_done {
-            if self.shared.cond.wait_until(&mut st, deadline).timed_out() {
-                return st.writer_done;
-            }
+    fn report(&self, unsent: Vec<Record>, clean: bool) -> CloseReport {
+        CloseReport {
+            delivered: self.counters.delivered.load(Ordering::Relaxed),
+            unsent,
+            stats: self.counters.snapshot(self.tx.len()),
+            clean,
         }
-        true
     }
 }
+
+/// How long `close` waits past its deadline for threads to stop once told to.
+const STOP_GRACE: Duration = Duration::from_millis(250);
 
 impl Drop for Inner {
     fn drop(&mut self) {

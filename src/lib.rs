@@ -23,6 +23,7 @@ mod supervisor;
 mod time;
 mod transport;
 mod validate;
+mod worker;
 mod writer;
 
 pub use backoff::Backoff;

@@ -1,5 +1,6 @@
 //! The link between the client's threads: the connection hand-off between the
-//! supervisor and the writer, and the shutdown state every thread reads.
+//! supervisor and the writer, and the client's [`Lifecycle`], which every thread reads
+//! and only [`Link::advance`] changes.
 
 use std::io;
 use std::sync::Arc;
@@ -20,14 +21,38 @@ pub(crate) struct Link {
     pub(crate) cond: Condvar,
     pub(crate) counters: Arc<Counters>,
     pub(crate) notifier: Notifier,
-    /// Set when the client gives up: new records are refused. Read by every send, so
-    /// on a line of its own: the writer locks `state` once per loop.
+    /// Whether the lifecycle is [`Lifecycle::Dead`], for the send paths to read without
+    /// the lock (on a line of its own: the writer locks `state` once per loop).
     pub(crate) dead: CachePadded<AtomicBool>,
     /// Set while the writer is parked idle, so producers can wake it when the queue
     /// fills up. The writer sets and clears it around each park.
     pub(crate) writer_parked: CachePadded<AtomicBool>,
     /// Where producers wait for room in a full queue.
     pub(crate) room: Room,
+}
+
+/// Where the client is in its life. It only moves forward, in this order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Lifecycle {
+    /// Accepting and writing records.
+    #[default]
+    Running,
+    /// `close` was called: write what is queued, wait until the agent has read it, then
+    /// stop.
+    Draining,
+    /// Stop at once (the close deadline passed): a write stuck in the kernel is cut off,
+    /// and what is not confirmed read is handed back.
+    Stopping,
+    /// The client gave up (closes of broken connections hung): it refuses records and
+    /// stops at once.
+    Dead,
+}
+
+impl Lifecycle {
+    /// Whether the threads should stop now.
+    pub(crate) fn stopping(self) -> bool {
+        self >= Lifecycle::Stopping
+    }
 }
 
 #[derive(Default)]
@@ -38,12 +63,8 @@ pub(crate) struct LinkState {
     pub(crate) ready: Option<Connection>,
     /// A second handle on the writer's socket, to unblock a stuck write at shutdown.
     pub(crate) active: Option<Socket>,
-    /// `close` was called: drain what is queued, then stop.
-    pub(crate) draining: bool,
-    /// Stop now: the close deadline passed, or the client died.
-    pub(crate) stop: bool,
-    pub(crate) writer_done: bool,
-    pub(crate) supervisor_done: bool,
+    /// Where the client is in its life.
+    pub(crate) lifecycle: Lifecycle,
     /// Closes of broken connections still running.
     pub(crate) pending_closes: usize,
     /// The agent was seen reading the current connection: the next reconnection may come
@@ -74,21 +95,37 @@ impl Link {
         self.state.lock()
     }
 
-    /// Asks to stop at once: unblocks a write stuck on the socket and every wait.
-    pub(crate) fn stop_now(&self) {
-        let mut st = self.lock();
-        st.stop = true;
-        if let Some(active) = &st.active {
-            let _ = active.shutdown(std::net::Shutdown::Both);
-        }
-        self.cond.notify_all();
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
+        self.lock().lifecycle
     }
 
+    /// Moves the lifecycle forward to `to` (never back), and wakes every thread that
+    /// waits on it; stopping also cuts off a write stuck in the kernel. Returns whether
+    /// it moved.
+    pub(crate) fn advance(&self, to: Lifecycle) -> bool {
+        let mut st = self.lock();
+        if to <= st.lifecycle {
+            return false;
+        }
+        st.lifecycle = to;
+        if to.stopping() {
+            if let Some(active) = &st.active {
+                let _ = active.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        if to == Lifecycle::Dead {
+            self.dead.store(true, Ordering::SeqCst);
+        }
+        self.cond.notify_all();
+        drop(st);
+        self.room.wake_all();
+        true
+    }
+
+    /// The client gives up: it says why once, refuses records and stops.
     pub(crate) fn die(&self, reason: String) {
-        if !self.dead.swap(true, Ordering::SeqCst) {
+        if self.advance(Lifecycle::Dead) {
             self.notifier.publish(Event::ClientDead { reason });
         }
-        self.stop_now();
-        self.room.wake_all();
     }
 }

@@ -21,11 +21,16 @@ pub struct Notification {
 
 /// Why accepted records were lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LossReason {
-    /// The client was closed before they were written; `close` handed them back.
+    /// The client was closed before the agent was seen to read them; `close` handed
+    /// them back.
     Closed,
-    /// The client was dropped or died before they were written.
+    /// The client was dropped or died before the agent was seen to read them.
     Abandoned,
+    /// The agent went away without being seen to read them, and the replay is off
+    /// ([`ClientBuilder::replay_unread`](crate::ClientBuilder::replay_unread)).
+    NotRead,
     /// The encoder could not write the record's frame (its measuring and writing
     /// disagreed: a bug, which the tests and the fuzzer look for).
     Unencodable,
@@ -115,11 +120,16 @@ impl std::fmt::Display for Event {
             Event::RecordsLost { count, reason } => match reason {
                 LossReason::Closed => write!(
                     f,
-                    "{count} accepted records were not written before close (handed back)"
+                    "{count} accepted records were not confirmed read by the agent before close (handed back)"
                 ),
                 LossReason::Abandoned => write!(
                     f,
                     "{count} accepted records were lost: the client was dropped or died first"
+                ),
+                LossReason::NotRead => write!(
+                    f,
+                    "{count} written records may not have reached the agent: it went away \
+                     before reading them, and the replay is off"
                 ),
                 LossReason::Unencodable => write!(
                     f,

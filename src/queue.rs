@@ -15,36 +15,57 @@ pub(crate) enum Item {
     /// A validated record, its timestamp (Unix seconds), and the room its frame needs
     /// (as measured by the producer, so the writer does not measure again).
     Record(i64, usize, Record),
-    /// Signalled once everything queued before it has been written.
+    /// Settled once every record queued before it is delivered.
     Flush(Arc<FlushSignal>),
 }
 
-/// A one-shot signal for `flush`: set once everything before it is written, or
-/// cancelled when the client stops first.
+/// How a `flush` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Every record before it was delivered.
+    Delivered,
+    /// Every record before it is gone from the writer, and this many were lost.
+    Lost(u64),
+    /// The client stopped before its records were delivered.
+    Cancelled,
+}
+
+/// A one-shot signal for `flush`, settled by the writer once every record queued before
+/// it has left the writer's outbox, or when the client stops first.
 #[derive(Default)]
 pub(crate) struct FlushSignal {
-    state: Mutex<Option<bool>>,
+    state: Mutex<Option<Settled>>,
     cond: Condvar,
 }
 
 impl FlushSignal {
-    pub(crate) fn set(&self) {
-        self.settle(true);
+    /// Every record before the flush left the outbox; `lost` of them were lost.
+    pub(crate) fn settle(&self, lost: u64) {
+        self.finish(if lost == 0 {
+            Settled::Delivered
+        } else {
+            Settled::Lost(lost)
+        });
     }
 
-    /// The client stopped before the flush's records were written.
+    /// The client stopped before the flush's records were delivered.
     pub(crate) fn cancel(&self) {
-        self.settle(false);
+        self.finish(Settled::Cancelled);
     }
 
-    fn settle(&self, done: bool) {
-        self.state.lock().get_or_insert(done);
+    fn finish(&self, how: Settled) {
+        self.state.lock().get_or_insert(how);
         self.cond.notify_all();
     }
 
-    /// Waits until settled or `deadline`: `Some(true)` written, `Some(false)` cancelled,
-    /// `None` timed out.
-    pub(crate) fn wait_until(&self, deadline: Instant) -> Option<bool> {
+    /// How it ended, if it has.
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> Option<Settled> {
+        *self.state.lock()
+    }
+
+    /// Waits until settled or `deadline` (`None`: timed out).
+    pub(crate) fn wait_until(&self, deadline: Instant) -> Option<Settled> {
         let mut state = self.state.lock();
         while state.is_none() {
             if self.cond.wait_until(&mut state, deadline).timed_out() {

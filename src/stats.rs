@@ -16,15 +16,25 @@ macro_rules! counters {
 
         /// A snapshot of the client's counters.
         ///
-        /// While the client runs, `accepted == written + pending + lost` up to the
-        /// records in flight between the counters; after [`Client::close`](crate::Client::close)
-        /// it holds exactly, with `pending == 0`.
+        /// Every accepted record is in exactly one of four states:
+        ///
+        /// `accepted == delivered + in_flight + pending + lost`
+        ///
+        /// While the client runs this holds up to the records moving between the counters
+        /// as the snapshot is taken; after [`Client::close`](crate::Client::close) it holds
+        /// exactly, with `in_flight == 0` and `pending == 0`: every accepted record was
+        /// delivered or lost (and the lost ones that `close` could hand back are in
+        /// [`CloseReport::unsent`](crate::CloseReport::unsent)). `written` is
+        /// `delivered + in_flight`.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         #[non_exhaustive]
         pub struct Stats {
             $($(#[doc = $doc])* pub $name: u64,)*
-            /// Records accepted and neither written nor lost yet (queued or being written).
+            /// Records accepted and neither written nor lost yet: queued, or taken by the
+            /// writer and not completely written.
             pub pending: u64,
+            /// Records written and not yet confirmed read by the agent.
+            pub in_flight: u64,
             /// Records in the queue at the time of the snapshot.
             pub queue_len: u64,
         }
@@ -34,9 +44,11 @@ macro_rules! counters {
                 let mut s = Stats {
                     $($name: self.$name.load(Relaxed),)*
                     pending: 0,
+                    in_flight: 0,
                     queue_len: queue_len as u64,
                 };
                 s.pending = s.accepted.saturating_sub(s.written + s.lost);
+                s.in_flight = s.written.saturating_sub(s.delivered);
                 s
             }
         }
@@ -46,10 +58,16 @@ macro_rules! counters {
 counters! {
     /// Records accepted by `try_send` or `send_timeout`.
     accepted,
-    /// Records whose frames were completely handed to the socket. When the agent dies
-    /// with records unread and the replay sends them again, they go back to pending
-    /// (this count drops by that many) until they are written again.
+    /// Records whose frames were completely handed to the socket (the kernel), the
+    /// delivered ones included. When a connection fails under records the agent was not
+    /// seen to read, they go back to pending (this count drops by that many) until they
+    /// are written again; records `close` hands back leave it too.
     written,
+    /// Records the agent has read: on a Unix socket (Linux) the kernel's count of unread
+    /// bytes (`SIOCOUTQ`) showed their bytes gone from the agent's socket; on TCP the
+    /// agent's kernel acknowledged them. On the memory and no-op transports, and where
+    /// the kernel cannot tell, records count as delivered once written.
+    delivered,
     /// Bytes handed to the socket (record and heartbeat frames, resends included).
     bytes_written,
     /// Writes that handed bytes to the socket. Frames are written a batch at a time, so
@@ -65,11 +83,12 @@ counters! {
     refused_closed,
     /// Record frames written again after a connection failed under them.
     retried,
-    /// Records written again after a failure because the agent had not read them (the
-    /// unread-tail replay; they may reach the agent twice).
+    /// Records written again after a connection failed because the agent was not seen
+    /// to read them (the replay; some of them may reach the agent twice).
     replayed,
-    /// Accepted records that were not written: left when the client closed (and
-    /// handed back by `close`), or when it died.
+    /// Accepted records the agent was not seen to read and that will not be written
+    /// again: left when the client closed (and handed back by `close`), or when it died
+    /// or was dropped.
     lost,
     /// Writes that failed (and so connections that were dropped).
     write_errors,

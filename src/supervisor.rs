@@ -25,10 +25,10 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
         {
             let mut st = shared.lock();
             let needed = |st: &LinkState| st.want && st.ready.is_none();
-            while !st.stop && !needed(&st) {
+            while !st.lifecycle.stopping() && !needed(&st) {
                 shared.cond.wait(&mut st);
             }
-            if st.stop {
+            if st.lifecycle.stopping() {
                 break;
             }
             // Asked again after handing a connection over: it has failed.
@@ -40,12 +40,12 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
                     // It carried nothing before it failed: back off as after a failed
                     // connect.
                     let until = crate::time::after(backoff.next_delay());
-                    while !st.stop {
+                    while !st.lifecycle.stopping() {
                         if shared.cond.wait_until(&mut st, until).timed_out() {
                             break;
                         }
                     }
-                    if st.stop {
+                    if st.lifecycle.stopping() {
                         break;
                     }
                 }
@@ -58,22 +58,22 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
         ) {
             Ok(conn) => {
                 Counters::add(&shared.counters.connects, 1);
-                {
-                    let mut st = shared.lock();
-                    if st.stop {
-                        drop(st);
-                        shared.let_go(conn, None);
-                        break;
-                    }
-                    st.ready = Some(conn);
-                    st.last_error = None;
-                    shared.cond.notify_all();
-                }
+                // Said before the writer can have the connection, so that its
+                // `WriteFailed` never comes before this.
                 shared.notifier.publish(Event::Connected {
                     destination: destination.clone(),
                     reconnect: connected_before,
                 });
                 connected_before = true;
+                let mut st = shared.lock();
+                if st.lifecycle.stopping() {
+                    drop(st);
+                    shared.let_go(conn, None);
+                    break;
+                }
+                st.ready = Some(conn);
+                st.last_error = None;
+                shared.cond.notify_all();
                 handed_over = Some(std::time::Instant::now());
             }
             Err(e) => {
@@ -90,7 +90,7 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
                 let mut st = shared.lock();
                 st.last_error = Some((e.kind(), e.to_string()));
                 shared.cond.notify_all();
-                while !st.stop {
+                while !st.lifecycle.stopping() {
                     if shared.cond.wait_until(&mut st, until).timed_out() {
                         break;
                     }
@@ -102,7 +102,4 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
     if let Some(conn) = ready {
         shared.let_go(conn, None);
     }
-    let mut st = shared.lock();
-    st.supervisor_done = true;
-    shared.cond.notify_all();
 }

@@ -131,13 +131,17 @@ impl fmt::Display for Transport {
     }
 }
 
-/// What the kernel knows of the bytes the peer has not read.
+/// What the kernel knows of the agent's end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Unread {
-    /// The peer is alive and has this many bytes left to read.
-    Bytes(usize),
-    /// The peer has closed or died.
-    PeerClosed,
+pub(crate) enum Peer {
+    /// The agent is there and has `unread` bytes of the stream left to read (an upper
+    /// bound: on Unix sockets the kernel counts its buffers, not just their bytes).
+    Reading { unread: usize },
+    /// The connection is closed (by the agent after reading everything it was sent, or
+    /// by our own shutdown) and `unread` bytes of the stream were left unread.
+    Closed { unread: usize },
+    /// The agent went away with bytes unread: which of them it read is unknown.
+    Reset,
     /// The kernel cannot tell (not a socket it answers `SIOCOUTQ` for).
     Unknown,
 }
@@ -168,31 +172,33 @@ impl Connection {
         }
     }
 
-    /// How many bytes written to this connection the peer has not read yet, as the
-    /// kernel accounts them (an upper bound of the payload), or that the peer is gone
-    /// (its unread bytes were discarded with it, so the kernel's count says nothing), or
-    /// that the kernel cannot tell.
-    pub(crate) fn unread(&self) -> Unread {
+    /// What the agent has read of this connection, as far as the kernel can tell.
+    ///
+    /// The unread count is asked first and the peer's state after: a peer that leaves
+    /// with bytes unread discards them (so the count drops to zero) and leaves a reset
+    /// behind, which the second look then sees.
+    pub(crate) fn peer(&self) -> Peer {
         let Connection::Socket(s) = self else {
-            return Unread::Bytes(0);
+            return Peer::Unknown;
         };
         let Ok(unread) = outq(s) else {
-            return Unread::Unknown;
+            return Peer::Unknown;
         };
-        // Asked after the count: a peer that died before it shows as closed here too.
-        if peer_closed(s) {
-            return Unread::PeerClosed;
-        }
-        Unread::Bytes(unread)
-    }
-
-    /// Whether the socket holds an error, such as the reset a peer that died with unread
-    /// data leaves behind. Unlike [`Connection::unread`], our own shutdown does not
-    /// count. (Reading the error clears it: ask only when done with the connection.)
-    pub(crate) fn take_error(&self) -> bool {
-        match self {
-            Connection::Socket(s) => matches!(s.take_error(), Ok(Some(_)) | Err(_)),
-            _ => false,
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        // The agent never sends anything: a live one leaves nothing to read. A reset is
+        // reported (and cleared) by this read, ahead of any end of file.
+        match s.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            Ok(0) => Peer::Closed { unread },
+            Ok(_) => Peer::Reading { unread },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Peer::Reading { unread }
+            }
+            Err(_) => Peer::Reset,
         }
     }
 
@@ -209,14 +215,15 @@ impl Connection {
 /// `SIOCOUTQ`: on a Unix stream socket, the bytes sent and not yet read by the peer
 /// (kernel buffer accounting, so an upper bound of the payload); on TCP, the bytes not yet
 /// acknowledged by the peer's kernel.
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn outq(socket: &Socket) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     let mut unread: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one `c_int` through the pointer, which
     // points at a live local of that type; the descriptor is owned by `socket` and stays
-    // open for the call. No safe wrapper exists in std or socket2; the measurement that
-    // needs it is the replay test in tests/client.rs, which loses records without it.
+    // open for the call. No safe wrapper exists in std or socket2, and delivery
+    // confirmation rests on this count.
     let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ as _, &mut unread) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -224,18 +231,10 @@ fn outq(socket: &Socket) -> io::Result<usize> {
     Ok(usize::try_from(unread).unwrap_or(0))
 }
 
-/// Whether the peer has closed its end: a non-blocking peek reads end-of-file. The agent
-/// never sends anything, so a live peer leaves nothing to read.
-fn peer_closed(socket: &Socket) -> bool {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    match socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ),
-    }
+/// Elsewhere the count is not to be had: records count as delivered once written.
+#[cfg(not(target_os = "linux"))]
+fn outq(_socket: &Socket) -> io::Result<usize> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// The bytes written to a [`Transport::Memory`]: a service's tests read what its client

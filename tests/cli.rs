@@ -176,7 +176,7 @@ fn send_delivers_valid_lines_in_order_and_names_the_invalid_one() {
         stderr.contains("line 3: at least one operation category is required"),
         "{stderr}"
     );
-    assert!(stderr.contains("unsent 0"), "{stderr}");
+    assert!(stderr.contains("handed back 0"), "{stderr}");
 
     // close() handed everything to the socket before the process exited; the agent may
     // still be reading it: three records and a heartbeat.

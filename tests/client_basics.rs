@@ -61,7 +61,7 @@ fn happy_path_over_unix_socket() {
     happy_path(&agent, &client, "UnixDomainSocket");
     let report = client.close(PATIENCE);
     assert!(report.clean && report.unsent.is_empty());
-    assert_eq!(report.written, 20);
+    assert_eq!(report.delivered, 20);
 }
 
 #[test]

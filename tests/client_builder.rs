@@ -84,7 +84,7 @@ fn huge_timeouts_and_intervals_mean_no_limit_not_a_panic() {
     agent.wait_for_frames(2, PATIENCE).unwrap();
     let report = client.close(Duration::MAX);
     assert!(report.clean);
-    assert_eq!(report.written, 1);
+    assert_eq!(report.delivered, 1);
 }
 
 #[test]

@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use geneva_audit::agent::TestAgent;
 use geneva_audit::{Client, Event, FlushError, MemorySink, SendError, Transport};
 
 /// Starts a thread named `name` that sends records numbered from `from` with
@@ -45,7 +44,7 @@ fn closing_refuses_later_records_and_is_idempotent() {
     let other_handle = client.clone();
     send_range(&client, 0, 10);
     let report = client.close(PATIENCE);
-    assert_eq!(report.written, 10);
+    assert_eq!(report.delivered, 10);
     assert!(report.unsent.is_empty());
     let r = record(11);
     match other_handle.try_send(r.clone()) {
@@ -58,7 +57,7 @@ fn closing_refuses_later_records_and_is_idempotent() {
     ));
     let again = other_handle.close(PATIENCE);
     assert!(again.unsent.is_empty());
-    assert_eq!(again.written, 10);
+    assert_eq!(again.delivered, 10);
     assert!(!sink.bytes().is_empty());
 }
 
@@ -79,18 +78,22 @@ fn close_keeps_its_deadline_with_the_writer_blocked_and_hands_back_the_rest() {
     );
     assert!(took < Duration::from_millis(1500), "close took {took:?}");
     assert!(report.clean);
+    // Nothing the agent did not read counts as delivered: only the opening record it
+    // read before it stopped. Everything else comes back, written or not, in order.
     let s = report.stats;
-    assert_eq!(s.accepted, n);
-    assert_eq!(s.accepted, s.written + s.lost);
+    assert_eq!(s.accepted, n + OPENING);
+    assert_eq!((s.delivered, report.delivered), (1, 1));
+    assert_eq!(s.accepted, s.delivered + s.lost);
+    assert_eq!((s.pending, s.in_flight), (0, 0));
     assert_eq!(s.lost, report.unsent.len() as u64);
-    assert!(report.unsent.len() >= 64);
-    // Handed back in the order they were accepted, starting after the last written.
+    assert!(s.written == s.delivered, "{s:?}");
     let names: Vec<String> = report
         .unsent
         .iter()
         .map(|r| r.get_operation_name().to_owned())
         .collect();
-    let expected: Vec<String> = (s.written..n).map(|i| format!("Operation{i}")).collect();
+    let mut expected = vec!["Opening".to_owned()];
+    expected.extend((0..n).map(|i| format!("Operation{i}")));
     assert_eq!(names, expected);
 }
 
@@ -120,43 +123,34 @@ fn close_cuts_a_long_backoff_short() {
 
 #[test]
 fn closing_after_the_agent_died_hands_back_what_it_never_read() {
-    let dir = TempDir::new("dead-close");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let (_dir, agent, client) = stalled_with("dead-close", |b| b);
     let notifications = client.notifications();
-    agent.stop_reading();
-    // More than one 64 KiB read of the agent's: a reader already waiting in `read` when
-    // reading stopped takes at most that much from the kernel; the rest stays there.
     send_range(&client, 0, 200);
-    client.flush(PATIENCE).unwrap();
+    wait_until("everything written", || {
+        client.stats().written == 200 + OPENING
+    });
     agent.kill();
     let report = client.close(Duration::from_millis(300));
-    // What the agent's reader had taken from the kernel before it was paused counts as
-    // received (the killed agent keeps it); everything else comes back, in order.
-    let received = seqs(&agent.frames());
-    assert_consecutive(&received, 0, received.len() as u64);
-    let unsent: Vec<u64> = report
+    // The agent read none of them: every one comes back, in order, after the opening
+    // record it had not finished reading.
+    assert_eq!(seqs(&agent.frames()), [] as [u64; 0]);
+    let names: Vec<String> = report
         .unsent
         .iter()
-        .map(|r| r.get_operation_name()["Operation".len()..].parse().unwrap())
+        .map(|r| r.get_operation_name().to_owned())
         .collect();
-    // Those the agent read after the client's last look come back too (at least once).
-    let first = *unsent.first().expect("something comes back");
-    assert!(first <= received.len() as u64, "a gap before {first}");
-    assert_consecutive(&unsent, first, 200);
-    assert!(
-        !unsent.is_empty(),
-        "the agent read everything before it was paused"
-    );
+    let mut expected = vec!["Opening".to_owned()];
+    expected.extend((0..200).map(|i| format!("Operation{i}")));
+    assert_eq!(names, expected);
     let s = report.stats;
-    assert_eq!(s.accepted, 200);
-    assert_eq!(s.lost, unsent.len() as u64);
-    assert_eq!(s.written + s.lost, 200);
-    let lost = s.lost;
-    assert!(notifications.try_iter().any(|n| matches!(
-        n.event,
-        Event::RecordsLost { count, .. } if count == lost
-    )));
+    assert_eq!(s.accepted, 200 + OPENING);
+    assert_eq!((s.delivered, s.lost), (1, 201));
+    assert_eq!(s.accepted, s.delivered + s.lost);
+    assert!(
+        notifications
+            .try_iter()
+            .any(|n| matches!(n.event, Event::RecordsLost { count: 201, .. }))
+    );
 }
 
 #[test]
@@ -214,7 +208,7 @@ fn close_wakes_a_sender_waiting_for_room_and_hands_its_record_back() {
     let report = result.1;
     assert_eq!(report.stats.refused_closed, 1);
     assert_eq!(
-        report.written + report.unsent.len() as u64,
+        report.delivered + report.unsent.len() as u64,
         report.stats.accepted
     );
 }

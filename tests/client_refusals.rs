@@ -76,5 +76,5 @@ fn a_record_over_the_cheap_bound_but_within_the_limit_is_sent_whole() {
     let frames = agent.wait_for_frames(2, PATIENCE).unwrap();
     assert_eq!(seqs(&frames), vec![7]);
     let report = client.close(PATIENCE);
-    assert_eq!(report.written, 1);
+    assert_eq!(report.delivered, 1);
 }

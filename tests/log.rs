@@ -80,7 +80,10 @@ fn notifications_are_logged() {
     client.close(PATIENCE);
     wait_until(
         "a logged loss",
-        logged(log::Level::Error, "1 accepted records were not written"),
+        logged(
+            log::Level::Error,
+            "1 accepted records were not confirmed read",
+        ),
     );
     sink.heal();
 }

@@ -454,9 +454,10 @@ fn send(opts: &Options) -> ExitCode {
         let report = client.close(close_timeout);
         // `lost` counts what close handed back and anything a stuck writer still held.
         unsent += usize::try_from(report.stats.lost).unwrap_or(usize::MAX);
+        // Exit 0 needs every valid record delivered: read by the agent, not just written.
         eprintln!(
-            "geneva-audit: written {}, unsent {unsent}, invalid lines {invalid}{}",
-            report.written,
+            "geneva-audit: delivered {}, handed back {unsent}, invalid lines {invalid}{}",
+            report.delivered,
             if report.clean {
                 ""
             } else {

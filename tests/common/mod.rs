@@ -261,19 +261,39 @@ pub fn stalled(name: &str) -> (TempDir, TestAgent, Client) {
     stalled_with(name, |b| b.queue_capacity(16))
 }
 
-/// An agent that reads nothing, and a client sending to it, built from [`builder`] with
-/// `settings` on top.
+/// An agent that reads nothing more, and a client sending to it, built from [`builder`]
+/// with `settings` on top.
+///
+/// The agent first reads an opening record (records without a `seq`): a new connection
+/// carries one record until the agent reads it. Then reading stops, and a second opening
+/// record larger than one read of the agent's goes out: a reader already waiting in `read`
+/// takes part of it and nothing after it, so everything the test sends stays in the
+/// kernel.
 pub fn stalled_with(
     name: &str,
     settings: impl FnOnce(ClientBuilder) -> ClientBuilder,
 ) -> (TempDir, TestAgent, Client) {
     let dir = TempDir::new(name);
     let agent = TestAgent::unix(dir.socket()).unwrap();
-    agent.stop_reading();
     let client = settings(builder().unix_socket(dir.socket()))
         .build()
         .unwrap();
+    client.send_timeout(opening(0), PATIENCE).unwrap();
+    client.flush(PATIENCE).unwrap();
+    agent.stop_reading();
+    client.send_timeout(opening(100_000), PATIENCE).unwrap();
     (dir, agent, client)
+}
+
+/// How many records without a `seq` [`stalled_with`] sends first.
+pub const OPENING: u64 = 2;
+
+/// A record without a `seq`, with a blob of `bytes` bytes.
+pub fn opening(bytes: usize) -> Record {
+    record(0)
+        .custom_data_from(Vec::new())
+        .custom("blob", "o".repeat(bytes))
+        .operation_name("Opening")
 }
 
 /// Fills a 16-record queue behind an agent that does not read; returns how many the

@@ -1,0 +1,714 @@
+//! The writer's records in flight: every record from the moment the writer takes it off
+//! the queue until the agent has read it.
+//!
+//! A record's life here has three states, each a [`Stage`] of its frame: *taken* (off the
+//! queue, not yet encoded), *buffered* (encoded into the outgoing buffer, not yet
+//! completely handed to the kernel) and *written* (handed to the current connection,
+//! waiting for the kernel to show the agent read it). A record leaves the outbox when it
+//! is *delivered* ([`Outbox::on_read`]), when it is lost, or when it is handed back at
+//! close ([`Outbox::into_unsent`]). The frames lie in one deque in that order (written,
+//! then buffered, then taken), so no record is ever moved between collections.
+//!
+//! The outbox only keeps books: it makes no syscalls and touches no counters, so every
+//! transition is unit-tested below without sockets or threads.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::encode::{Batch, append_record, append_record_in};
+use crate::queue::FlushSignal;
+use crate::record::Record;
+
+/// The most bytes one write hands to the kernel (a frame larger than this goes alone):
+/// each write then fits one 64 KiB read of the agent's.
+pub(crate) const WRITE_BYTES: usize = 64 * 1024;
+
+/// Where a frame is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Off the queue; the producer measured that its frame fits in `size_bound` bytes.
+    Taken { size_bound: usize },
+    /// Encoded at `start..end` of the outgoing buffer.
+    Buffered { start: usize, end: usize },
+    /// Handed whole to the current connection, ending at byte `stream_end` of its stream.
+    Written { stream_end: u64 },
+}
+
+struct Frame {
+    /// The record's place in the order the writer took records off the queue.
+    seq: u64,
+    ts: i64,
+    record: Record,
+    stage: Stage,
+}
+
+/// A `flush` waiting for every record taken before it to be delivered.
+struct Marker {
+    /// Records with a smaller `seq` came before the flush.
+    seq: u64,
+    /// How many of them were lost instead of delivered.
+    lost: u64,
+    signal: Arc<FlushSignal>,
+}
+
+/// The next bytes to hand to the kernel.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Chunk<'a> {
+    /// Record frames (always whole frames, unless a write was cut short).
+    Records(&'a [u8]),
+    /// A heartbeat frame, between two record frames.
+    Heartbeat(&'a [u8]),
+}
+
+/// What a failed connection did to the records in flight.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// Records written on the failed connection and not confirmed read: with the replay
+    /// on they are buffered again, in front of the rest.
+    pub(crate) unconfirmed: usize,
+    /// Whether the failure cut a frame in two (it is written whole again).
+    pub(crate) cut_frame: bool,
+    /// Whether a heartbeat frame was dropped unwritten (the next connection gets its own).
+    pub(crate) heartbeat_dropped: bool,
+}
+
+/// What [`Outbox::into_unsent`] hands back.
+pub(crate) struct Unsent {
+    /// Every record still in the outbox, in order.
+    pub(crate) records: Vec<Record>,
+    /// How many of them had been written (and not confirmed read).
+    pub(crate) written: usize,
+}
+
+pub(crate) struct Outbox {
+    /// In order: `written` frames in [`Stage::Written`], then `buffered` frames in
+    /// [`Stage::Buffered`], then the rest in [`Stage::Taken`].
+    frames: VecDeque<Frame>,
+    written: usize,
+    buffered: usize,
+    /// The sum of the taken frames' size bounds.
+    taken_bytes: usize,
+    /// The buffered frames' bytes; `buf[..sent]` was handed to the kernel already.
+    buf: Batch,
+    sent: usize,
+    /// A heartbeat frame waiting for a frame boundary; `hb_sent` of it was written.
+    heartbeat: Batch,
+    hb_sent: usize,
+    /// Bytes handed to the current connection, heartbeats included.
+    stream: u64,
+    /// The `seq` of the next record taken.
+    next_seq: u64,
+    markers: Vec<Marker>,
+    /// Where a replay is assembled before it replaces `buf`.
+    scratch: Batch,
+}
+
+impl Outbox {
+    pub(crate) fn new() -> Self {
+        Outbox {
+            frames: VecDeque::with_capacity(2048),
+            written: 0,
+            buffered: 0,
+            taken_bytes: 0,
+            buf: Batch::with_capacity(WRITE_BYTES * 2),
+            sent: 0,
+            heartbeat: Batch::with_capacity(256),
+            hb_sent: 0,
+            stream: 0,
+            next_seq: 0,
+            markers: Vec::new(),
+            scratch: Batch::with_capacity(WRITE_BYTES * 2),
+        }
+    }
+
+    /// A record taken off the queue, whose frame fits in `size_bound` bytes.
+    pub(crate) fn take(&mut self, ts: i64, size_bound: usize, record: Record) {
+        self.frames.push_back(Frame {
+            seq: self.next_seq,
+            ts,
+            record,
+            stage: Stage::Taken { size_bound },
+        });
+        self.next_seq += 1;
+        self.taken_bytes = self.taken_bytes.saturating_add(size_bound);
+    }
+
+    /// The unwritten bytes the buffer will hold once the taken records are encoded (at
+    /// most).
+    pub(crate) fn planned_bytes(&self) -> usize {
+        (self.buf.as_slice().len() - self.sent).saturating_add(self.taken_bytes)
+    }
+
+    /// Moves the buffer's unwritten bytes (the rest of a batch a write left over, usually
+    /// one frame) to its front, so the records taken next join them in one write instead
+    /// of the leftover going out in a small write of its own.
+    pub(crate) fn compact(&mut self) {
+        // From the first frame not completely written: a frame cut by a write keeps its
+        // head, which a failure would write again.
+        let base = match self.frames.get(self.written).map(|f| f.stage) {
+            Some(Stage::Buffered { start, .. }) => start,
+            _ => self.sent,
+        };
+        if base == 0 {
+            return;
+        }
+        self.scratch.clear();
+        self.scratch
+            .extend_from_slice(self.buf.as_slice().get(base..).unwrap_or_default());
+        std::mem::swap(&mut self.buf, &mut self.scratch);
+        self.sent -= base;
+        for f in self
+            .frames
+            .range_mut(self.written..self.written + self.buffered)
+        {
+            if let Stage::Buffered { start, end } = f.stage {
+                f.stage = Stage::Buffered {
+                    start: start - base,
+                    end: end - base,
+                };
+            }
+        }
+    }
+
+    /// Encodes the taken records into the buffer; returns how many the encoder refused
+    /// (they are dropped: lost).
+    pub(crate) fn encode(&mut self, service_tree_id: &str) -> u64 {
+        let mut lost = 0;
+        let mut i = self.written + self.buffered;
+        while let Some(f) = self.frames.get_mut(i) {
+            let Stage::Taken { size_bound } = f.stage else {
+                break;
+            };
+            let start = self.buf.as_slice().len();
+            if append_record_in(&mut self.buf, size_bound, service_tree_id, f.ts, &f.record) {
+                f.stage = Stage::Buffered {
+                    start,
+                    end: self.buf.as_slice().len(),
+                };
+                self.buffered += 1;
+                i += 1;
+            } else if let Some(f) = self.frames.remove(i) {
+                self.count_lost(f.seq);
+                lost += 1;
+            }
+        }
+        self.taken_bytes = 0;
+        lost
+    }
+
+    /// A `flush` that waits for every record taken so far.
+    pub(crate) fn mark(&mut self, signal: Arc<FlushSignal>) {
+        self.markers.push(Marker {
+            seq: self.next_seq,
+            lost: 0,
+            signal,
+        });
+        self.settle_markers();
+    }
+
+    /// Whether a `flush` is waiting.
+    pub(crate) fn has_markers(&self) -> bool {
+        !self.markers.is_empty()
+    }
+
+    /// Whether bytes wait to be written.
+    pub(crate) fn has_output(&self) -> bool {
+        self.sent < self.buf.as_slice().len() || self.hb_sent < self.heartbeat.as_slice().len()
+    }
+
+    /// Records written on this connection and not yet confirmed read.
+    pub(crate) fn unconfirmed(&self) -> usize {
+        self.written
+    }
+
+    /// Records not yet written (buffered or taken).
+    pub(crate) fn unwritten(&self) -> usize {
+        self.frames.len() - self.written
+    }
+
+    /// Whether no record is in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Bytes handed to the current connection.
+    #[cfg(test)]
+    pub(crate) fn stream_len(&self) -> u64 {
+        self.stream
+    }
+
+    /// Queues a heartbeat frame, encoded by `encode`; it goes out at the next frame
+    /// boundary. False (and nothing queued) when one is queued already or `encode` fails.
+    pub(crate) fn queue_heartbeat(&mut self, encode: impl FnOnce(&mut Batch) -> bool) -> bool {
+        if !self.heartbeat.as_slice().is_empty() {
+            return false;
+        }
+        self.hb_sent = 0;
+        if encode(&mut self.heartbeat) {
+            true
+        } else {
+            self.heartbeat.clear();
+            false
+        }
+    }
+
+    /// Whether a heartbeat is queued or partly written.
+    pub(crate) fn has_heartbeat(&self) -> bool {
+        !self.heartbeat.as_slice().is_empty()
+    }
+
+    /// The next bytes to write: a heartbeat once the stream stands between two record
+    /// frames, else whole record frames up to [`WRITE_BYTES`]. With `first_frame_only`,
+    /// no record frame after the first one of the connection.
+    pub(crate) fn next_chunk(&self, first_frame_only: bool) -> Option<Chunk<'_>> {
+        let hb = self.heartbeat.as_slice();
+        let front = self.frames.get(self.written).map(|f| f.stage);
+        let at_boundary = match front {
+            Some(Stage::Buffered { start, .. }) => start == self.sent,
+            _ => true,
+        };
+        if self.hb_sent < hb.len() && (self.hb_sent > 0 || at_boundary) {
+            return hb.get(self.hb_sent..).map(Chunk::Heartbeat);
+        }
+        let Some(Stage::Buffered { end: first_end, .. }) = front else {
+            return None;
+        };
+        if first_frame_only && (self.written > 0 || self.stream > 0 && at_boundary) {
+            return None;
+        }
+        let mut cut = first_end;
+        if !first_frame_only {
+            let limit = self.sent.saturating_add(WRITE_BYTES);
+            for f in self
+                .frames
+                .range(self.written + 1..self.written + self.buffered)
+            {
+                match f.stage {
+                    Stage::Buffered { end, .. } if end <= limit => cut = end,
+                    _ => break,
+                }
+            }
+        }
+        self.buf.as_slice().get(self.sent..cut).map(Chunk::Records)
+    }
+
+    /// `n` bytes of `chunk`'s kind were handed to the kernel. Returns how many records
+    /// were completely written by it, and whether it completed a heartbeat.
+    pub(crate) fn on_written(&mut self, heartbeat: bool, n: usize) -> (usize, bool) {
+        self.stream += n as u64;
+        if heartbeat {
+            self.hb_sent += n;
+            if self.hb_sent >= self.heartbeat.as_slice().len() {
+                self.heartbeat.clear();
+                self.hb_sent = 0;
+                return (0, true);
+            }
+            return (0, false);
+        }
+        self.sent += n;
+        let mut done = 0;
+        while self.buffered > 0 {
+            let Some(f) = self.frames.get_mut(self.written) else {
+                break;
+            };
+            let Stage::Buffered { end, .. } = f.stage else {
+                break;
+            };
+            if end > self.sent {
+                break;
+            }
+            // `sent` is where the stream stands now; the frame ended `sent - end` before.
+            f.stage = Stage::Written {
+                stream_end: self.stream - (self.sent - end) as u64,
+            };
+            self.written += 1;
+            self.buffered -= 1;
+            done += 1;
+        }
+        if self.buffered == 0 && self.sent == self.buf.as_slice().len() {
+            self.buf.clear();
+            self.sent = 0;
+        }
+        (done, false)
+    }
+
+    /// The kernel says the agent has `unread` of the stream's bytes left to read: every
+    /// written record that ends before them is delivered. Returns how many.
+    pub(crate) fn on_read(&mut self, unread: usize) -> usize {
+        let read = self.stream.saturating_sub(unread as u64);
+        let delivered = self
+            .frames
+            .range(..self.written)
+            .take_while(|f| matches!(f.stage, Stage::Written { stream_end } if stream_end <= read))
+            .count();
+        self.frames.drain(..delivered);
+        self.written -= delivered;
+        if delivered > 0 {
+            self.settle_markers();
+        }
+        delivered
+    }
+
+    /// The connection failed. The written records not confirmed read are buffered again
+    /// in front of the rest when `replay` is set (and dropped as lost otherwise); a frame
+    /// cut by the failure is written whole again; the stream starts over.
+    pub(crate) fn on_failure(&mut self, replay: bool, service_tree_id: &str) -> Failure {
+        let mut failure = Failure {
+            unconfirmed: self.written,
+            heartbeat_dropped: self.has_heartbeat(),
+            ..Failure::default()
+        };
+        self.heartbeat.clear();
+        self.hb_sent = 0;
+        // Resume at the first frame not completely written.
+        let resume = match self.frames.get(self.written).map(|f| f.stage) {
+            Some(Stage::Buffered { start, .. }) => start,
+            _ => self.buf.as_slice().len(),
+        };
+        failure.cut_frame = self.sent > resume;
+        self.sent = resume;
+        if replay {
+            self.rebuffer_written(service_tree_id);
+        } else {
+            for f in self.frames.drain(..self.written) {
+                for m in &mut self.markers {
+                    if f.seq < m.seq {
+                        m.lost += 1;
+                    }
+                }
+            }
+            self.written = 0;
+            self.settle_markers();
+        }
+        self.stream = 0;
+        failure
+    }
+
+    /// Encodes the written records again at the front of the buffer, followed by the
+    /// unwritten bytes.
+    fn rebuffer_written(&mut self, service_tree_id: &str) {
+        self.scratch.clear();
+        for f in self.frames.range_mut(..self.written) {
+            let start = self.scratch.as_slice().len();
+            // Encoding is deterministic, and each of these records was encoded before.
+            let _encoded = append_record(&mut self.scratch, service_tree_id, f.ts, &f.record);
+            f.stage = Stage::Buffered {
+                start,
+                end: self.scratch.as_slice().len(),
+            };
+        }
+        let replay_len = self.scratch.as_slice().len();
+        let sent = self.sent;
+        self.scratch
+            .extend_from_slice(self.buf.as_slice().get(sent..).unwrap_or_default());
+        for f in self
+            .frames
+            .range_mut(self.written..self.written + self.buffered)
+        {
+            if let Stage::Buffered { start, end } = f.stage {
+                f.stage = Stage::Buffered {
+                    start: start - sent + replay_len,
+                    end: end - sent + replay_len,
+                };
+            }
+        }
+        std::mem::swap(&mut self.buf, &mut self.scratch);
+        self.sent = 0;
+        self.buffered += self.written;
+        self.written = 0;
+    }
+
+    /// Settles the markers none of whose records are left.
+    fn settle_markers(&mut self) {
+        let front = self.frames.front().map_or(self.next_seq, |f| f.seq);
+        self.markers.retain(|m| {
+            if m.seq > front {
+                return true;
+            }
+            m.signal.settle(m.lost);
+            false
+        });
+    }
+
+    fn count_lost(&mut self, seq: u64) {
+        for m in &mut self.markers {
+            if seq < m.seq {
+                m.lost += 1;
+            }
+        }
+        self.settle_markers();
+    }
+
+    /// Everything left, in order, for `close` to hand back; waiting flushes are told the
+    /// client stopped first.
+    pub(crate) fn into_unsent(mut self) -> Unsent {
+        for m in self.markers.drain(..) {
+            m.signal.cancel();
+        }
+        Unsent {
+            written: self.written,
+            records: self.frames.into_iter().map(|f| f.record).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::encoded_len_bound;
+    use crate::queue::Settled;
+    use crate::{OperationResult, OperationType};
+
+    const STI: &str = "e6c9fcb1-7f08-4c1d-9e7a-123456789abc";
+
+    fn record(name: &'static str) -> Record {
+        Record::data_plane()
+            .operation_name(name)
+            .operation_type(OperationType::Read)
+            .operation_result(OperationResult::Success)
+    }
+
+    /// An outbox holding `names`, taken and encoded.
+    fn outbox(names: &[&'static str]) -> Outbox {
+        let mut o = Outbox::new();
+        for (i, name) in names.iter().enumerate() {
+            let r = record(name);
+            o.take(i as i64, encoded_len_bound(STI, &r), r);
+        }
+        assert_eq!(o.encode(STI), 0);
+        o
+    }
+
+    fn frame_len(name: &'static str, ts: i64) -> usize {
+        let mut b = Batch::with_capacity(256);
+        assert!(append_record(&mut b, STI, ts, &record(name)));
+        b.as_slice().len()
+    }
+
+    fn records(chunk: Option<Chunk<'_>>) -> Vec<u8> {
+        match chunk {
+            Some(Chunk::Records(b)) => b.to_vec(),
+            other => panic!("expected record bytes, got {other:?}"),
+        }
+    }
+
+    /// Writes everything there is, `step` bytes per write at most.
+    fn write_all(o: &mut Outbox, step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(chunk) = o.next_chunk(false) {
+            let (hb, bytes) = match chunk {
+                Chunk::Records(b) => (false, b),
+                Chunk::Heartbeat(b) => (true, b),
+            };
+            let n = bytes.len().min(step);
+            out.extend_from_slice(&bytes[..n]);
+            o.on_written(hb, n);
+        }
+        out
+    }
+
+    fn names(unsent: Unsent) -> Vec<String> {
+        unsent
+            .records
+            .iter()
+            .map(|r| r.get_operation_name().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn records_move_from_taken_to_written_to_delivered() {
+        let mut o = outbox(&["a", "b", "c"]);
+        assert_eq!((o.unwritten(), o.unconfirmed()), (3, 0));
+        let bytes = records(o.next_chunk(false));
+        let total = bytes.len();
+        assert_eq!(
+            total,
+            frame_len("a", 0) + frame_len("b", 1) + frame_len("c", 2)
+        );
+        assert_eq!(o.on_written(false, total), (3, false));
+        assert_eq!((o.unwritten(), o.unconfirmed()), (0, 3));
+        // The agent has read all but the last frame's last byte: two delivered.
+        assert_eq!(o.on_read(1), 2);
+        assert_eq!(o.unconfirmed(), 1);
+        assert_eq!(o.on_read(0), 1);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn a_partial_write_completes_only_whole_frames() {
+        let mut o = outbox(&["a", "b"]);
+        let first = frame_len("a", 0);
+        assert_eq!(o.on_written(false, first - 1), (0, false));
+        assert_eq!(o.on_written(false, 1), (1, false));
+        assert_eq!(o.unconfirmed(), 1);
+        // The rest of the buffer is what comes next.
+        assert_eq!(records(o.next_chunk(false)).len(), frame_len("b", 1));
+    }
+
+    #[test]
+    fn writes_hold_whole_frames_up_to_64_kib() {
+        let names: Vec<&'static str> = vec!["x"; 3000];
+        let o = outbox(&names);
+        let each = frame_len("x", 0);
+        let chunk = records(o.next_chunk(false)).len();
+        assert!(
+            chunk <= WRITE_BYTES && chunk + each > WRITE_BYTES - 16,
+            "{chunk}"
+        );
+    }
+
+    #[test]
+    fn a_leftover_frame_joins_the_next_batch() {
+        let names: Vec<&'static str> = vec!["x"; 300];
+        let mut o = outbox(&names);
+        let first = records(o.next_chunk(false)).len();
+        o.on_written(false, first);
+        let left = o.planned_bytes();
+        assert!(left > 0 && left < WRITE_BYTES);
+        o.compact();
+        assert_eq!(o.planned_bytes(), left);
+        let r = record("y");
+        o.take(7, encoded_len_bound(STI, &r), r);
+        o.encode(STI);
+        let next = records(o.next_chunk(false));
+        assert_eq!(next.len(), left + frame_len("y", 7), "one write for both");
+        o.on_written(false, next.len());
+        assert_eq!((o.unwritten(), o.unconfirmed()), (0, 301));
+    }
+
+    #[test]
+    fn the_first_frame_of_a_connection_goes_alone() {
+        let mut o = outbox(&["a", "b"]);
+        let first = records(o.next_chunk(true));
+        assert_eq!(first.len(), frame_len("a", 0));
+        o.on_written(false, 3);
+        o.compact();
+        // The rest of a cut first frame may still go.
+        assert_eq!(records(o.next_chunk(true)).len(), first.len() - 3);
+        o.on_written(false, first.len() - 3);
+        assert_eq!(
+            o.next_chunk(true),
+            None,
+            "nothing more until the first is read"
+        );
+        assert_eq!(records(o.next_chunk(false)).len(), frame_len("b", 1));
+    }
+
+    #[test]
+    fn a_heartbeat_goes_between_frames_never_inside_one() {
+        let mut o = outbox(&["a", "b"]);
+        o.on_written(false, 2);
+        assert!(o.queue_heartbeat(|b| {
+            b.extend_from_slice(b"HB");
+            true
+        }));
+        assert!(!o.queue_heartbeat(|_| true), "one at a time");
+        // Mid-frame: the frame is finished first.
+        assert_eq!(
+            records(o.next_chunk(false)).len(),
+            frame_len("a", 0) + frame_len("b", 1) - 2
+        );
+        o.on_written(false, frame_len("a", 0) - 2);
+        assert_eq!(o.next_chunk(false), Some(Chunk::Heartbeat(b"HB")));
+        o.on_written(true, 1);
+        assert_eq!(o.next_chunk(false), Some(Chunk::Heartbeat(b"B")));
+        assert_eq!(o.on_written(true, 1), (0, true));
+        assert!(!o.has_heartbeat());
+        // The heartbeat's bytes count in the stream: `b` ends after them.
+        o.on_written(false, frame_len("b", 1));
+        assert_eq!(
+            o.on_read(frame_len("b", 1)),
+            1,
+            "a read up to the heartbeat"
+        );
+        assert_eq!(o.on_read(0), 1);
+    }
+
+    #[test]
+    fn a_failure_replays_the_unconfirmed_in_order_before_the_rest() {
+        let mut o = outbox(&["a", "b", "c", "d"]);
+        let (a, b, c) = (frame_len("a", 0), frame_len("b", 1), frame_len("c", 2));
+        // a and b written, c cut in two, d unwritten; the agent read a.
+        o.on_written(false, a + b + 3);
+        assert_eq!(o.on_read(b + 3), 1);
+        let failure = o.on_failure(true, STI);
+        assert_eq!(
+            failure,
+            Failure {
+                unconfirmed: 1,
+                cut_frame: true,
+                heartbeat_dropped: false
+            }
+        );
+        assert_eq!(o.stream_len(), 0);
+        assert_eq!((o.unwritten(), o.unconfirmed()), (3, 0));
+        // b, then c whole, then d: the same bytes as a fresh encoding of them.
+        let again = write_all(&mut o, usize::MAX);
+        let fresh = write_all(&mut outbox(&["x", "b", "c", "d"]), usize::MAX);
+        assert_eq!(again.len(), b + c + frame_len("d", 3));
+        assert_eq!(&again[..], &fresh[frame_len("x", 0)..]);
+        assert_eq!(names(o.into_unsent()), ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn without_the_replay_a_failure_drops_the_unconfirmed_and_flush_hears_of_it() {
+        let mut o = outbox(&["a", "b"]);
+        let signal = Arc::new(FlushSignal::default());
+        o.mark(Arc::clone(&signal));
+        o.on_written(false, frame_len("a", 0));
+        let failure = o.on_failure(false, STI);
+        assert_eq!(failure.unconfirmed, 1);
+        assert_eq!(signal.state(), None, "b is still to come");
+        o.on_written(false, frame_len("b", 1));
+        o.on_read(0);
+        assert_eq!(signal.state(), Some(Settled::Lost(1)));
+    }
+
+    #[test]
+    fn a_flush_settles_once_every_record_before_it_is_read() {
+        let mut o = outbox(&["a"]);
+        let signal = Arc::new(FlushSignal::default());
+        o.mark(Arc::clone(&signal));
+        // A record taken after the flush does not hold it up.
+        let r = record("late");
+        o.take(9, encoded_len_bound(STI, &r), r);
+        o.encode(STI);
+        write_all(&mut o, 7);
+        assert_eq!(signal.state(), None, "written is not delivered");
+        o.on_read(frame_len("late", 9));
+        assert_eq!(signal.state(), Some(Settled::Delivered));
+        // A flush with nothing before it settles at once.
+        let empty = Arc::new(FlushSignal::default());
+        Outbox::new().mark(Arc::clone(&empty));
+        assert_eq!(empty.state(), Some(Settled::Delivered));
+    }
+
+    #[test]
+    fn a_failure_before_anything_was_read_replays_everything_written() {
+        let mut o = outbox(&["a", "b", "c"]);
+        let all = write_all(&mut o, 5);
+        assert!(o.queue_heartbeat(|b| {
+            b.extend_from_slice(b"HB");
+            true
+        }));
+        let failure = o.on_failure(true, STI);
+        assert_eq!(failure.unconfirmed, 3);
+        assert!(failure.heartbeat_dropped && !failure.cut_frame);
+        assert_eq!(write_all(&mut o, 64), all);
+        assert_eq!(o.on_read(0), 3);
+    }
+
+    #[test]
+    fn close_hands_back_everything_in_order_and_cancels_flushes() {
+        let mut o = outbox(&["a", "b"]);
+        o.on_written(false, frame_len("a", 0));
+        let r = record("c");
+        o.take(2, encoded_len_bound(STI, &r), r);
+        let signal = Arc::new(FlushSignal::default());
+        o.mark(Arc::clone(&signal));
+        let unsent = o.into_unsent();
+        assert_eq!(unsent.written, 1);
+        assert_eq!(names(unsent), ["a", "b", "c"]);
+        assert_eq!(signal.state(), Some(Settled::Cancelled));
+    }
+}
