@@ -41,7 +41,7 @@ const FIRST_POLL: Duration = Duration::from_millis(1);
 
 /// How often, in records written, a busy writer asks the kernel what the agent has read:
 /// each check is two syscalls, so the stream's unconfirmed tail is trimmed in batches.
-const READ_CHECK_EVERY: usize = 512;
+const READ_CHECK_EVERY: usize = 256;
 
 /// While someone waits on the agent's reads (a new connection's first record, `flush`,
 /// `close`), the writer looks again after this long at first, doubling up to
@@ -60,6 +60,8 @@ struct Current {
     probe_written: Option<Instant>,
     /// Records written since the last look at the agent's reads.
     since_check: usize,
+    /// A write returned short since the agent was last seen alive.
+    short_write: bool,
 }
 
 pub(crate) struct Writer {
@@ -171,6 +173,7 @@ impl Writer {
                 let lost = self.outbox.encode(&self.config.service_tree_id);
                 if lost > 0 {
                     self.lose(lost, LossReason::Unencodable);
+                    self.outbox.settle_markers();
                 }
             }
             match flush {
@@ -207,6 +210,7 @@ impl Writer {
             proven: false,
             probe_written: None,
             since_check: 0,
+            short_write: false,
         });
         self.next_heartbeat = None;
     }
@@ -266,10 +270,14 @@ impl Writer {
         let Some(chunk) = self.outbox.next_chunk(probing) else {
             return false;
         };
-        let (heartbeat, result) = match chunk {
-            Chunk::Records(bytes) => (false, current.conn.write(bytes)),
-            Chunk::Heartbeat(bytes) => (true, current.conn.write(bytes)),
+        let (heartbeat, bytes) = match chunk {
+            Chunk::Records(bytes) => (false, bytes),
+            Chunk::Heartbeat(bytes) => (true, bytes),
         };
+        let result = current.conn.write(bytes);
+        if matches!(result, Ok(n) if n < bytes.len()) {
+            current.short_write = true;
+        }
         match result {
             Ok(0) => self.fail(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -330,7 +338,16 @@ impl Writer {
             return Ok(());
         };
         current.since_check = 0;
-        match current.conn.peer() {
+        let mut peer = current.conn.peer();
+        match peer {
+            Peer::Reading { .. } => current.short_write = false,
+            // A blocked write that the peer's leaving woke returns short, having taken
+            // (and cleared) the reset the peer left: then a close that looks clean may
+            // not be.
+            Peer::Closed { .. } if current.short_write => peer = Peer::Reset,
+            _ => {}
+        }
+        match peer {
             Peer::Reading { unread } => {
                 self.confirm(unread);
                 Ok(())
@@ -362,6 +379,7 @@ impl Writer {
             return;
         }
         Counters::add(&self.counters().delivered, delivered as u64);
+        self.outbox.settle_markers();
         self.read_wait = READ_WAIT_MIN;
         let Some(current) = self.current.as_mut() else {
             return;
@@ -437,6 +455,7 @@ impl Writer {
             Counters::add(&counters.replayed, unconfirmed);
         } else if unconfirmed > 0 {
             self.lose(unconfirmed, LossReason::NotRead);
+            self.outbox.settle_markers();
         }
         self.link.notifier.publish(Event::WriteFailed {
             kind,

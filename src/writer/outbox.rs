@@ -343,9 +343,6 @@ impl Outbox {
             .count();
         self.frames.drain(..delivered);
         self.written -= delivered;
-        if delivered > 0 {
-            self.settle_markers();
-        }
         delivered
     }
 
@@ -378,7 +375,6 @@ impl Outbox {
                 }
             }
             self.written = 0;
-            self.settle_markers();
         }
         self.stream = 0;
         failure
@@ -418,8 +414,9 @@ impl Outbox {
         self.written = 0;
     }
 
-    /// Settles the markers none of whose records are left.
-    fn settle_markers(&mut self) {
+    /// Settles the markers none of whose records are left. (Called by the writer once it
+    /// has counted what happened, so a `flush` that returns finds the counters current.)
+    pub(crate) fn settle_markers(&mut self) {
         let front = self.frames.front().map_or(self.next_seq, |f| f.seq);
         self.markers.retain(|m| {
             if m.seq > front {
@@ -436,7 +433,6 @@ impl Outbox {
                 m.lost += 1;
             }
         }
-        self.settle_markers();
     }
 
     /// Everything left, in order, for `close` to hand back; waiting flushes are told the
@@ -661,6 +657,8 @@ mod tests {
         assert_eq!(signal.state(), None, "b is still to come");
         o.on_written(false, frame_len("b", 1));
         o.on_read(0);
+        assert_eq!(signal.state(), None, "settled once the writer has counted");
+        o.settle_markers();
         assert_eq!(signal.state(), Some(Settled::Lost(1)));
     }
 
@@ -674,8 +672,10 @@ mod tests {
         o.take(9, encoded_len_bound(STI, &r), r);
         o.encode(STI);
         write_all(&mut o, 7);
+        o.settle_markers();
         assert_eq!(signal.state(), None, "written is not delivered");
         o.on_read(frame_len("late", 9));
+        o.settle_markers();
         assert_eq!(signal.state(), Some(Settled::Delivered));
         // A flush with nothing before it settles at once.
         let empty = Arc::new(FlushSignal::default());
