@@ -220,7 +220,14 @@ impl ClientBuilder {
         self.transport(Transport::Tcp(addr.into()))
     }
 
-    /// How many records the queue holds. Default 2048.
+    /// How many records the queue between the callers and the writer holds. Default 2048.
+    ///
+    /// The writer holds records of its own besides: those it has taken off the queue and
+    /// not yet written (up to 64 KiB of frames), and those written and not yet confirmed
+    /// read by the agent (up to what the socket's send buffer holds). So more records than
+    /// this are accepted before the first `QueueFull` when the agent is slow:
+    /// [`Stats::queue_len`], [`Stats::pending`] and [`Stats::in_flight`] show where they
+    /// are.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.config.queue_capacity = capacity;
         self
@@ -290,18 +297,24 @@ impl ClientBuilder {
         self
     }
 
-    /// Whether to keep the records the agent has not read yet and write them again after
-    /// a failure. Default true.
+    /// Whether to write again, after a connection fails, the records the agent was not
+    /// seen to read. Default true.
     ///
     /// The protocol has no acknowledgements: when the agent dies, what it had not read
-    /// from its socket is discarded by the kernel although every write succeeded. On a
-    /// Unix socket the client asks the kernel (`SIOCOUTQ`) how much of what it wrote the
-    /// agent has not read, keeps those records, and after a failure writes them again
-    /// before anything else: at-least-once delivery across agent crashes, with duplicates
-    /// limited to what the agent read since the last check. On TCP the kernel only knows
-    /// what the agent's kernel has acknowledged, so the replay covers records lost in
-    /// flight or in the client's buffers, not those the agent's kernel had received and
-    /// the agent had not read.
+    /// from its socket is discarded by the kernel although every write succeeded. The
+    /// client asks the kernel (`SIOCOUTQ`) how much of what it wrote the agent has not
+    /// read, and keeps every record until it is read ([`Stats::delivered`]). After a
+    /// failure it writes the rest again before anything else: at-least-once delivery
+    /// across agent crashes, with duplicates limited to what the agent read since the
+    /// client last looked (it looks every 256 records written, when idle, and while a
+    /// `flush` or `close` waits; at most what the send buffer holds). A new connection
+    /// carries one record until the agent has read it, so each connection the agent
+    /// reads from moves the stream forward.
+    ///
+    /// Without the replay those records are counted lost ([`LossReason::NotRead`])
+    /// instead. On TCP the kernel knows what the agent's kernel acknowledged, not what
+    /// the agent read; where the kernel cannot tell at all (other than Linux), records
+    /// count as delivered once written and there is nothing to replay.
     pub fn replay_unread(mut self, replay: bool) -> Self {
         self.config.replay_unread = replay;
         self
