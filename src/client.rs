@@ -19,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::config::{Config, SendBuffer};
 use crate::encode::{encoded_len, encoded_len_bound};
 use crate::link::{Lifecycle, Link};
-use crate::notify::{Event, LossReason, Notification, Notifier};
+use crate::notify::{Event, LossReason, Notifications, Notifier};
 use crate::queue::{FlushSignal, Item, Settled};
 use crate::record::{Record, Text};
 use crate::stats::{Counters, Stats};
@@ -452,7 +452,7 @@ struct Inner {
     wake_len: usize,
     shared: Arc<Link>,
     counters: Arc<Counters>,
-    notifications: Receiver<Notification>,
+    notifications: Notifications,
     writer_thread: Thread,
     threads: Mutex<Option<Threads>>,
     /// Held for the whole of a close.
@@ -708,10 +708,14 @@ impl Client {
         self.inner.counters.snapshot(self.inner.tx.len())
     }
 
-    /// The notification channel: connect failures, write failures, reconnections, lost
-    /// records, death. Read it from any thread; unread events are discarded oldest first
-    /// and counted in [`Stats::notifications_dropped`].
-    pub fn notifications(&self) -> Receiver<Notification> {
+    /// The client's notifications: connect failures, write failures, reconnections, lost
+    /// records, death. Read them from any thread; unread events are discarded oldest
+    /// first and counted in [`Stats::notifications_dropped`]. Iterating ends once the
+    /// client is closed or dead and every event was read.
+    ///
+    /// Every call returns the same stream (each event is read once, by one reader); see
+    /// [`Notifications`].
+    pub fn notifications(&self) -> Notifications {
         self.inner.notifications.clone()
     }
 
@@ -847,6 +851,7 @@ impl Inner {
                 reason: LossReason::Abandoned,
             });
         }
+        self.shared.notifier.end();
         self.report(unsent, writer_ended && supervisor_ended)
     }
 

@@ -32,7 +32,7 @@ pub use encode::{Encoder, Heartbeat, encoded_len, encoded_len_bound};
 pub use kinds::{
     CallerIdentityType, MessageKind, OperationCategory, OperationResult, OperationType,
 };
-pub use notify::{Event, LossReason, Notification};
+pub use notify::{Event, LossReason, Notification, Notifications, RecvTimeoutError};
 pub use record::{CallerIdentity, OperationCategories, Record, TargetResource, Text, Value};
 pub use stats::Stats;
 pub use transport::{ASA_SOCKET_PATH, DEFAULT_SOCKET_PATH, MemorySink, Transport};

@@ -1,12 +1,15 @@
 //! Notifications: a bounded channel of timestamped events that the writer and the
 //! supervisor never block on. When nobody reads it the oldest events make room for new
-//! ones, and every discarded event is counted.
+//! ones, and every discarded event is counted. The stream ends when the client is closed
+//! or dies, so a thread that iterates it finishes once it has read everything.
 
+use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
+use parking_lot::Mutex;
 
 use crate::stats::Counters;
 
@@ -151,42 +154,183 @@ fn log_event(event: &Event) {
     log::log!(target: "geneva_audit", level, "{event}");
 }
 
+/// The client's notifications, from [`Client::notifications`](crate::Client::notifications).
+///
+/// Iterating blocks for the next event and **ends** once the client is closed (by
+/// [`Client::close`](crate::Client::close) or by dropping its last handle) or has died,
+/// and every event published until then has been read; a reader thread therefore
+/// finishes with the client:
+///
+/// ```
+/// use geneva_audit::{Client, Event, Transport};
+///
+/// let client = Client::builder("e6c9fcb1-7f08-4c1d-9e7a-123456789abc")
+///     .transport(Transport::NoOp)
+///     .build()?;
+/// let events = client.notifications();
+/// let reader = std::thread::spawn(move || {
+///     for n in events {
+///         if let Event::RecordsLost { count, reason } = n.event {
+///             eprintln!("audit: {count} records lost ({reason:?})");
+///         }
+///     }
+/// });
+/// client.close(std::time::Duration::from_secs(5));
+/// reader.join().unwrap(); // The iteration ended with the close.
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A client has **one** stream of notifications, kept from the moment it is built (up to
+/// [`ClientBuilder::notification_capacity`](crate::ClientBuilder::notification_capacity)
+/// unread events, the oldest discarded first). Every call to `notifications()`, and
+/// every clone of a `Notifications`, reads that same stream: each event goes to exactly
+/// one of the readers, whichever takes it first. Read it in one place, and hand events on
+/// from there if several parts of a service need them.
+///
+/// A dead client's stream ends with [`Event::ClientDead`]; should its handles then be
+/// closed, the records lost are in the [`CloseReport`](crate::CloseReport) (and the
+/// event saying so can still be taken with [`Notifications::try_next`]).
+#[derive(Clone)]
+pub struct Notifications {
+    events: Receiver<Notification>,
+    /// Never carries a message: it disconnects when the stream ends.
+    ended: Receiver<()>,
+}
+
+impl Notifications {
+    /// The next event if one is waiting, without blocking.
+    pub fn try_next(&self) -> Option<Notification> {
+        self.events.try_recv().ok()
+    }
+
+    /// The events waiting now, without blocking.
+    pub fn try_iter(&self) -> impl Iterator<Item = Notification> + '_ {
+        std::iter::from_fn(|| self.try_next())
+    }
+
+    /// Waits up to `timeout` for the next event. Fails with
+    /// [`RecvTimeoutError::Ended`] once the stream has ended and every event was read.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Notification, RecvTimeoutError> {
+        self.recv_until(Some(crate::time::after(timeout)))
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<Notification, RecvTimeoutError> {
+        let mut select = Select::new();
+        let events = select.recv(&self.events);
+        select.recv(&self.ended);
+        let op = match deadline {
+            Some(deadline) => select
+                .select_deadline(deadline)
+                .map_err(|_| RecvTimeoutError::Timeout)?,
+            None => select.select(),
+        };
+        if op.index() == events {
+            // Disconnected: the client is gone, and so is every publisher.
+            return op.recv(&self.events).map_err(|_| RecvTimeoutError::Ended);
+        }
+        let _ended = op.recv(&self.ended);
+        self.events.try_recv().map_err(|_| RecvTimeoutError::Ended)
+    }
+}
+
+impl Iterator for Notifications {
+    type Item = Notification;
+
+    /// Blocks for the next event; `None` once the stream has ended and is empty.
+    fn next(&mut self) -> Option<Notification> {
+        self.recv_until(None).ok()
+    }
+}
+
+impl fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifications")
+            .field("waiting", &self.events.len())
+            .finish()
+    }
+}
+
+/// Why [`Notifications::recv_timeout`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// Nothing arrived within the timeout.
+    Timeout,
+    /// The client was closed or died, and every event has been read.
+    Ended,
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecvTimeoutError::Timeout => "no notification within the timeout",
+            RecvTimeoutError::Ended => "the client is closed and every notification was read",
+        })
+    }
+}
+
+impl std::error::Error for RecvTimeoutError {}
+
 pub(crate) struct Notifier {
     tx: Sender<Notification>,
     rx: Receiver<Notification>,
+    /// Dropped when the stream ends, which wakes every reader waiting on `ended`.
+    end: Mutex<Option<Sender<()>>>,
+    ended: Receiver<()>,
     counters: Arc<Counters>,
 }
 
 impl Notifier {
     pub(crate) fn new(capacity: usize, counters: Arc<Counters>) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-        Notifier { tx, rx, counters }
+        let (end, ended) = crossbeam_channel::bounded(0);
+        Notifier {
+            tx,
+            rx,
+            end: Mutex::new(Some(end)),
+            ended,
+            counters,
+        }
     }
 
-    pub(crate) fn receiver(&self) -> Receiver<Notification> {
-        self.rx.clone()
+    pub(crate) fn receiver(&self) -> Notifications {
+        Notifications {
+            events: self.rx.clone(),
+            ended: self.ended.clone(),
+        }
+    }
+
+    /// Ends the stream: readers get what is left, then their iteration ends. Called when
+    /// the client has closed or died; events published later can still be taken with
+    /// `try_next`.
+    pub(crate) fn end(&self) {
+        drop(self.end.lock().take());
     }
 
     /// Publishes an event without ever blocking: when the channel is full the oldest
-    /// event is discarded (and counted) to make room.
+    /// event is discarded (and counted) to make room. The client's death is its last
+    /// event: it ends the stream.
     pub(crate) fn publish(&self, event: Event) {
         #[cfg(feature = "log")]
         log_event(&event);
+        let dead = matches!(event, Event::ClientDead { .. });
         let mut n = Notification {
             at: SystemTime::now(),
             event,
         };
         loop {
             match self.tx.try_send(n) {
-                Ok(()) => return,
+                Ok(()) => break,
                 Err(TrySendError::Full(back)) => {
                     n = back;
                     if self.rx.try_recv().is_ok() {
                         Counters::add(&self.counters.notifications_dropped, 1);
                     }
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Disconnected(_)) => break,
             }
+        }
+        if dead {
+            self.end();
         }
     }
 }

@@ -1,11 +1,12 @@
-//! Notifications: what they carry, and how unread ones are discarded and counted.
+//! Notifications: what they carry, how unread ones are discarded and counted, when the
+//! stream ends, and how several readers share it.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use geneva_audit::{Event, LossReason, MemorySink, Transport};
+use geneva_audit::{Event, LossReason, MemorySink, Notifications, RecvTimeoutError, Transport};
 
 #[test]
 fn notifications_carry_what_failed_and_when() {
@@ -76,4 +77,121 @@ fn unread_notifications_are_discarded_oldest_first_and_counted() {
     assert!(kept[0] >= 5, "{kept:?}");
     assert!(kept.windows(2).all(|w| w[1] == w[0] + 1), "{kept:?}");
     client.close(Duration::ZERO);
+}
+
+#[test]
+fn iterating_ends_after_close_while_a_handle_lives() {
+    let dir = TempDir::new("notify-end");
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let still_alive = client.clone();
+    let events = client.notifications();
+    let reader = std::thread::spawn(move || events.map(|n| n.event).collect::<Vec<_>>());
+    send_range(&client, 0, 3);
+    wait_until("a failed connect", || client.stats().connect_failures >= 1);
+    client.close(Duration::ZERO);
+    let (events, _) = within(
+        "the reader after close",
+        Duration::from_secs(5),
+        move || reader.join().unwrap(),
+    );
+    assert!(
+        matches!(events[0], Event::ConnectFailed { .. }),
+        "{events:?}"
+    );
+    // Everything published up to the close was read, its report of the records lost too.
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::RecordsLost {
+                count: 3,
+                reason: LossReason::Closed
+            })
+        ),
+        "{events:?}"
+    );
+    drop(still_alive);
+}
+
+#[test]
+fn iterating_ends_when_the_client_dies() {
+    // Writes fail and closes of the broken connections hang, until the client gives up.
+    let sink = MemorySink::new();
+    let client = builder()
+        .transport(Transport::Memory(sink.clone()))
+        .build()
+        .unwrap();
+    let events = client.notifications();
+    let reader = std::thread::spawn(move || events.map(|n| n.event).collect::<Vec<_>>());
+    sink.fail_writes(std::io::ErrorKind::BrokenPipe);
+    sink.hang_closes();
+    client.try_send(record(0)).unwrap();
+    let (events, _) = within("the reader of a dying client", PATIENCE, move || {
+        reader.join().unwrap()
+    });
+    assert!(
+        matches!(events.last(), Some(Event::ClientDead { .. })),
+        "{events:?}"
+    );
+    sink.heal();
+    client.close(Duration::ZERO);
+}
+
+#[test]
+fn recv_timeout_tells_a_quiet_stream_from_an_ended_one() {
+    let client = builder().transport(Transport::NoOp).build().unwrap();
+    let events = client.notifications();
+    match events.recv_timeout(PATIENCE) {
+        Ok(n) => assert!(matches!(n.event, Event::Connected { .. }), "{n:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        events.recv_timeout(Duration::from_millis(20)).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    client.close(PATIENCE);
+    assert_eq!(
+        events.recv_timeout(Duration::from_secs(5)).unwrap_err(),
+        RecvTimeoutError::Ended
+    );
+    assert!(events.try_next().is_none());
+}
+
+#[test]
+fn every_handle_reads_the_same_single_stream() {
+    let dir = TempDir::new("notify-shared");
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    // Two readers of one client: a second call, and a clone of the first.
+    let first = client.notifications();
+    let second = first.clone();
+    let third = client.notifications();
+    let failures = |events: Notifications| {
+        std::thread::spawn(move || {
+            events
+                .filter_map(|n| match n.event {
+                    Event::ConnectFailed { failures, .. } => Some(failures),
+                    _ => None,
+                })
+                .collect::<Vec<u32>>()
+        })
+    };
+    let readers = [failures(first), failures(second), failures(third)];
+    wait_until("twenty failed connects", || {
+        client.stats().connect_failures >= 20
+    });
+    let report = client.close(Duration::ZERO);
+    let (mut all, _) = within(
+        "the readers after close",
+        Duration::from_secs(5),
+        move || {
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect::<Vec<u32>>()
+        },
+    );
+    assert_eq!(report.stats.notifications_dropped, 0);
+    // Each event went to exactly one reader: together they read each failure once.
+    all.sort_unstable();
+    let n = report.stats.connect_failures as u32;
+    assert_eq!(all, (1..=n).collect::<Vec<_>>());
 }
