@@ -153,8 +153,14 @@ pub enum BuildError {
     Config(&'static str),
     /// A thread could not be started.
     Spawn(io::Error),
-    /// The builder was asked to wait for a first connection, and none came in time.
-    Connect(io::Error),
+    /// The builder was asked to wait for a first connection, and none came within the
+    /// connect timeout.
+    Connect {
+        /// Where the client tried to connect, e.g. `unix:/var/run/mdsd/default_fluent.socket`.
+        destination: String,
+        /// The last attempt's error (`TimedOut` when no attempt had finished).
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -163,7 +169,13 @@ impl fmt::Display for BuildError {
             BuildError::ServiceTreeId(e) => write!(f, "{e}"),
             BuildError::Config(what) => write!(f, "invalid setting: {what}"),
             BuildError::Spawn(e) => write!(f, "could not start a thread: {e}"),
-            BuildError::Connect(e) => write!(f, "could not connect to the agent: {e}"),
+            BuildError::Connect {
+                destination,
+                source,
+            } => write!(
+                f,
+                "could not connect to the agent at {destination}: {source}"
+            ),
         }
     }
 }
@@ -172,7 +184,7 @@ impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BuildError::ServiceTreeId(e) => Some(e),
-            BuildError::Spawn(e) | BuildError::Connect(e) => Some(e),
+            BuildError::Spawn(e) | BuildError::Connect { source: e, .. } => Some(e),
             BuildError::Config(_) => None,
         }
     }
@@ -272,6 +284,11 @@ impl ClientBuilder {
     /// Whether `build` waits (up to the connect timeout) for a first connection and
     /// fails without one, as the reference client does. Default false: records queue
     /// while the supervisor connects.
+    ///
+    /// While it waits the supervisor keeps trying, with its backoff: `build` returns as
+    /// soon as a connection is made, or at the connect timeout with
+    /// [`BuildError::Connect`], which names the destination and holds the last attempt's
+    /// error as its source.
     pub fn wait_for_connection(mut self, wait: bool) -> Self {
         self.config.wait_for_connection = wait;
         self
@@ -736,6 +753,9 @@ impl Client {
         self.inner.close(timeout, LossReason::Closed)
     }
 
+    /// Waits up to the connect timeout for the supervisor's first connection, through
+    /// its failed attempts and backoff; without one, stops the client and returns the
+    /// last attempt's error.
     fn await_first_connection(&self) -> Result<(), BuildError> {
         let shared = &self.inner.shared;
         let deadline = time::after(self.inner.config.connect_timeout);
@@ -744,20 +764,28 @@ impl Client {
             if st.ready.is_some() || self.inner.counters.connects.load(Ordering::Relaxed) > 0 {
                 return Ok(());
             }
-            if let Some((kind, error)) = st.last_error.take() {
-                drop(st);
-                self.inner.close(Duration::ZERO, LossReason::Abandoned);
-                return Err(BuildError::Connect(io::Error::new(kind, error)));
-            }
-            if shared.cond.wait_until(&mut st, deadline).timed_out() {
-                drop(st);
-                self.inner.close(Duration::ZERO, LossReason::Abandoned);
-                return Err(BuildError::Connect(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no connection within the connect timeout",
-                )));
+            if shared.dead.load(Ordering::Relaxed)
+                || shared.cond.wait_until(&mut st, deadline).timed_out()
+            {
+                break;
             }
         }
+        if st.ready.is_some() || self.inner.counters.connects.load(Ordering::Relaxed) > 0 {
+            return Ok(());
+        }
+        let source = match st.last_error.take() {
+            Some((kind, error)) => io::Error::new(kind, error),
+            None => io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no connection within the connect timeout",
+            ),
+        };
+        drop(st);
+        self.inner.close(Duration::ZERO, LossReason::Abandoned);
+        Err(BuildError::Connect {
+            destination: self.inner.config.transport.to_string(),
+            source,
+        })
     }
 }
 

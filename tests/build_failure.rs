@@ -31,7 +31,7 @@ fn a_build_that_finds_no_agent_stops_its_threads() {
         .connect_timeout(Duration::from_millis(100))
         .build()
         .unwrap_err();
-    assert!(matches!(err, BuildError::Connect(_)), "{err}");
+    assert!(matches!(err, BuildError::Connect { .. }), "{err}");
     wait_until("the client's threads to stop", || {
         client_threads().is_empty()
     });

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use geneva_audit::agent::TestAgent;
@@ -18,7 +18,7 @@ fn building_can_wait_for_the_agent() {
         .connect_timeout(Duration::from_millis(200))
         .build()
         .unwrap_err();
-    assert!(matches!(err, BuildError::Connect(_)), "{err}");
+    assert!(matches!(err, BuildError::Connect { .. }), "{err}");
     let _agent = TestAgent::unix(dir.socket()).unwrap();
     let client = builder()
         .unix_socket(dir.socket())
@@ -149,4 +149,59 @@ fn a_send_buffer_the_kernel_cannot_take_is_refused() {
         .build()
         .unwrap();
     client.close(PATIENCE);
+}
+
+#[test]
+fn building_waits_through_failed_attempts_for_an_agent_that_comes_late() {
+    let dir = TempDir::new("wait-late");
+    let socket = dir.socket();
+    let agent = std::thread::spawn(move || {
+        // The scenario is the passage of time: the agent starts a little after the
+        // client's first attempts have failed.
+        std::thread::sleep(Duration::from_millis(300));
+        TestAgent::unix(socket).unwrap()
+    });
+    let started = Instant::now();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .wait_for_connection(true)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let took = started.elapsed();
+    let _agent = agent.join().unwrap();
+    let stats = client.stats();
+    assert!(stats.connect_failures >= 1, "{stats:?}");
+    assert_eq!(stats.connects, 1);
+    assert!(took < Duration::from_secs(5), "build took {took:?}");
+    client.close(Duration::ZERO);
+}
+
+#[test]
+fn building_for_an_agent_that_never_comes_fails_at_the_timeout_naming_the_path() {
+    let dir = TempDir::new("wait-never");
+    let started = Instant::now();
+    let err = builder()
+        .unix_socket(dir.socket())
+        .wait_for_connection(true)
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(500), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(3), "gave up after {took:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("unix:{}", dir.socket().display())),
+        "{message}"
+    );
+    let source = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .expect("an io::Error as the source");
+    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+    assert!(
+        matches!(&err, BuildError::Connect { destination, .. }
+            if destination == &format!("unix:{}", dir.socket().display())),
+        "{err:?}"
+    );
 }
