@@ -34,8 +34,11 @@ use crossbeam_utils::CachePadded;
 
 /// Why `try_send` or `send_timeout` refused a record. Every variant hands the record
 /// back: nothing is lost behind the caller's back.
-#[derive(Debug)]
+///
+/// Its `Debug` names the refusal and the record by its operation, not every field:
+/// `QueueFull(Record { operation_name: "ListStorageAccounts", operation_type: Some(Read), .. })`.
 #[allow(clippy::large_enum_variant)] // The record comes back by value: no allocation.
+#[non_exhaustive]
 pub enum SendError {
     /// The queue is full (for `send_timeout`: stayed full for the whole timeout).
     QueueFull(Record),
@@ -80,6 +83,37 @@ impl SendError {
     }
 }
 
+impl fmt::Debug for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let record = RecordName(self.record());
+        match self {
+            SendError::QueueFull(_) => f.debug_tuple("QueueFull").field(&record).finish(),
+            SendError::Invalid(e, _) => f.debug_tuple("Invalid").field(e).field(&record).finish(),
+            SendError::TooLarge { size, max, .. } => f
+                .debug_struct("TooLarge")
+                .field("size", size)
+                .field("max", max)
+                .field("record", &record)
+                .finish(),
+            SendError::Closed(_) => f.debug_tuple("Closed").field(&record).finish(),
+            SendError::Dead(_) => f.debug_tuple("Dead").field(&record).finish(),
+        }
+    }
+}
+
+/// A record in an error's `Debug`: what it is about, not its every field (which could
+/// fill a log line with caller identities and custom data).
+struct RecordName<'a>(&'a Record);
+
+impl fmt::Debug for RecordName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("operation_name", &self.0.get_operation_name())
+            .field("operation_type", &self.0.operation_type)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -108,6 +142,7 @@ impl std::error::Error for SendError {
 
 /// Why `flush` returned before every record accepted before it was delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FlushError {
     /// The timeout passed; `pending` accepted records were not delivered yet.
     Timeout {

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use geneva_audit::agent::TestAgent;
-use geneva_audit::{SendError, ValidationError};
+use geneva_audit::{SendError, Transport, ValidationError};
 
 #[test]
 fn invalid_and_oversized_records_are_refused_and_nothing_is_sent() {
@@ -77,4 +77,39 @@ fn a_record_over_the_cheap_bound_but_within_the_limit_is_sent_whole() {
     assert_eq!(seqs(&frames), vec![7]);
     let report = client.close(PATIENCE);
     assert_eq!(report.delivered, 1);
+}
+
+#[test]
+fn a_refusal_debugs_as_its_kind_and_the_records_operation_not_its_every_field() {
+    let client = builder()
+        .transport(Transport::NoOp)
+        .max_frame_size(700)
+        .build()
+        .unwrap();
+    let big = record(2).custom("blob", "x".repeat(1000));
+    let err = client.try_send(big).unwrap_err();
+    let debug = format!("{err:?}");
+    assert!(debug.starts_with("TooLarge { size: "), "{debug}");
+    assert!(debug.contains("max: 700"), "{debug}");
+    assert!(
+        debug.contains(
+            r#"record: Record { operation_name: "Operation2", operation_type: Some(Read), .. }"#
+        ),
+        "{debug}"
+    );
+    // Neither the custom data nor the caller's identity.
+    assert!(!debug.contains("xxxx"), "{debug}");
+    assert!(!debug.contains("alice"), "{debug}");
+    let bad = record(1).operation_name("");
+    let debug = format!("{:?}", client.try_send(bad).unwrap_err());
+    assert_eq!(
+        debug,
+        r#"Invalid(MissingOperationName, Record { operation_name: "", operation_type: Some(Read), .. })"#
+    );
+    client.close(PATIENCE);
+    let debug = format!("{:?}", client.try_send(record(3)).unwrap_err());
+    assert_eq!(
+        debug,
+        r#"Closed(Record { operation_name: "Operation3", operation_type: Some(Read), .. })"#
+    );
 }

@@ -439,7 +439,8 @@ fn send(opts: &Options) -> ExitCode {
                     invalid += 1;
                     return true;
                 }
-                Err(e @ (SendError::Closed(_) | SendError::Dead(_))) => {
+                // Closed, Dead, and any refusal a later version adds.
+                Err(e) => {
                     eprintln!("line {n}: not sent: {e}");
                     unsent_unqueued += 1;
                     return true;
