@@ -818,7 +818,7 @@ impl Client {
         drop(st);
         self.inner.close(Duration::ZERO, LossReason::Abandoned);
         Err(BuildError::Connect {
-            destination: self.inner.config.transport.to_string(),
+            destination: self.inner.config.transport.resolve().to_string(),
             source,
         })
     }

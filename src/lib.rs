@@ -35,7 +35,7 @@ pub use kinds::{
 pub use notify::{Event, LossReason, Notification, Notifications, RecvTimeoutError};
 pub use record::{CallerIdentity, OperationCategories, Record, TargetResource, Text, Value};
 pub use stats::Stats;
-pub use transport::{ASA_SOCKET_PATH, DEFAULT_SOCKET_PATH, MemorySink, Transport};
+pub use transport::{AGENT_DIR, ASA_SOCKET_PATH, DEFAULT_SOCKET_PATH, MemorySink, Transport};
 pub use validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id};
 
 #[cfg(feature = "test-agent")]

@@ -18,7 +18,6 @@ const HEALTHY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// failures, stop when told.
 pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
     let mut backoff = BackoffState::new(config.backoff);
-    let destination = config.transport.to_string();
     let mut connected_before = false;
     let mut handed_over: Option<std::time::Instant> = None;
     loop {
@@ -51,7 +50,10 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
                 }
             }
         }
-        match config.transport.connect(
+        // The agent's default socket is chosen anew at each attempt.
+        let target = config.transport.resolve();
+        let destination = target.to_string();
+        match target.connect(
             config.connect_timeout,
             config.write_timeout,
             config.send_buffer,

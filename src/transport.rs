@@ -1,5 +1,6 @@
 //! Transports: where frames go, and the connections the supervisor opens to them.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -16,12 +17,20 @@ use crate::config::SendBuffer;
 pub const ASA_SOCKET_PATH: &str = "/var/run/mdsd/asa/default_fluent.socket";
 /// The agent's usual socket.
 pub const DEFAULT_SOCKET_PATH: &str = "/var/run/mdsd/default_fluent.socket";
+/// The agent's directory, which holds [`ASA_SOCKET_PATH`] and [`DEFAULT_SOCKET_PATH`].
+pub const AGENT_DIR: &str = "/var/run/mdsd";
 
 /// Where the client sends its frames.
 #[derive(Debug, Clone)]
 pub enum Transport {
-    /// The agent's Unix domain stream socket at this path.
+    /// The agent's Unix domain stream socket at this path, and no other.
     Unix(PathBuf),
+    /// The agent's default Unix socket in this directory, chosen anew at each connection
+    /// attempt: `asa/default_fluent.socket` if it exists, else `default_fluent.socket`
+    /// (as the reference client chooses). An agent that moves to the ASA socket is
+    /// followed at the next reconnection. [`Transport::default_unix`] is this in
+    /// [`AGENT_DIR`].
+    AgentDir(PathBuf),
     /// The agent's TCP port, as `host:port` (resolved at each connection attempt).
     Tcp(String),
     /// Discards every frame (the heartbeat says `NoOP`).
@@ -31,16 +40,26 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// The agent's default Unix socket: [`ASA_SOCKET_PATH`] if it exists, else
-    /// [`DEFAULT_SOCKET_PATH`].
+    /// The agent's default Unix socket, chosen at each connection attempt:
+    /// [`ASA_SOCKET_PATH`] if it exists, else [`DEFAULT_SOCKET_PATH`]
+    /// (`Transport::AgentDir(AGENT_DIR.into())`).
     pub fn default_unix() -> Transport {
-        Transport::Unix(first_existing(ASA_SOCKET_PATH, DEFAULT_SOCKET_PATH))
+        Transport::AgentDir(PathBuf::from(AGENT_DIR))
+    }
+
+    /// What the next connection attempt connects to: the agent's default socket chosen
+    /// now, or the transport itself.
+    pub(crate) fn resolve(&self) -> Cow<'_, Transport> {
+        match self {
+            Transport::AgentDir(dir) => Cow::Owned(Transport::Unix(agent_socket_in(dir))),
+            other => Cow::Borrowed(other),
+        }
     }
 
     /// The heartbeat's `Destination` value.
     pub(crate) fn destination(&self) -> &'static str {
         match self {
-            Transport::Unix(_) => "UnixDomainSocket",
+            Transport::Unix(_) | Transport::AgentDir(_) => "UnixDomainSocket",
             Transport::Tcp(_) => "TCP",
             Transport::NoOp | Transport::Memory(_) => "NoOP",
         }
@@ -56,6 +75,10 @@ impl Transport {
         send_buffer: SendBuffer,
     ) -> io::Result<Connection> {
         match self {
+            Transport::AgentDir(_) => {
+                self.resolve()
+                    .connect(connect_timeout, write_timeout, send_buffer)
+            }
             Transport::Unix(path) => {
                 let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
                 socket.connect_timeout(&SockAddr::unix(path)?, connect_timeout)?;
@@ -82,14 +105,17 @@ impl Transport {
     }
 }
 
-/// `preferred` if something exists at that path, else `fallback`.
-fn first_existing(preferred: impl AsRef<Path>, fallback: impl AsRef<Path>) -> PathBuf {
-    let preferred = preferred.as_ref();
-    if preferred.exists() {
-        preferred.to_path_buf()
-    } else {
-        fallback.as_ref().to_path_buf()
-    }
+/// The agent's socket in `dir` as things stand: the ASA one if it exists, else the
+/// usual one.
+pub(crate) fn agent_socket_in(dir: &Path) -> PathBuf {
+    let [asa, usual] = agent_sockets_in(dir);
+    if asa.exists() { asa } else { usual }
+}
+
+/// The ASA socket and the usual socket in `dir`, in order of preference.
+pub(crate) fn agent_sockets_in(dir: &Path) -> [PathBuf; 2] {
+    let name = "default_fluent.socket";
+    [dir.join("asa").join(name), dir.join(name)]
 }
 
 fn connect_tcp(
@@ -124,6 +150,10 @@ impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Transport::Unix(path) => write!(f, "unix:{}", path.display()),
+            Transport::AgentDir(dir) => {
+                let [asa, usual] = agent_sockets_in(dir);
+                write!(f, "unix:{} or else unix:{}", asa.display(), usual.display())
+            }
             Transport::Tcp(addr) => write!(f, "tcp:{addr}"),
             Transport::NoOp => f.write_str("noop"),
             Transport::Memory(_) => f.write_str("memory"),
@@ -387,14 +417,40 @@ mod tests {
     }
 
     #[test]
-    fn the_asa_socket_is_preferred_when_it_exists() {
+    fn the_asa_socket_is_preferred_when_it_exists_and_chosen_at_each_attempt() {
         let dir = std::env::temp_dir().join(format!("ga-paths-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (asa, default) = (dir.join("asa.socket"), dir.join("default.socket"));
-        assert_eq!(super::first_existing(&asa, &default), default);
+        let (asa, usual) = (
+            dir.join("asa/default_fluent.socket"),
+            dir.join("default_fluent.socket"),
+        );
+        let transport = Transport::AgentDir(dir.clone());
+        let target = |t: &Transport| t.resolve().to_string();
+        assert_eq!(target(&transport), format!("unix:{}", usual.display()));
+        std::fs::write(&usual, b"").unwrap();
+        assert_eq!(target(&transport), format!("unix:{}", usual.display()));
+        std::fs::create_dir_all(dir.join("asa")).unwrap();
         std::fs::write(&asa, b"").unwrap();
-        assert_eq!(super::first_existing(&asa, &default), asa);
+        assert_eq!(target(&transport), format!("unix:{}", asa.display()));
+        std::fs::remove_file(&asa).unwrap();
+        assert_eq!(target(&transport), format!("unix:{}", usual.display()));
+        // An explicit path is never swapped for another.
+        let fixed = Transport::Unix(usual.clone());
+        std::fs::write(&asa, b"").unwrap();
+        assert_eq!(target(&fixed), format!("unix:{}", usual.display()));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_default_transport_is_the_agents_directory_with_its_two_sockets() {
+        let Transport::AgentDir(dir) = Transport::default_unix() else {
+            panic!("not the agent's directory");
+        };
+        let [asa, usual] = super::agent_sockets_in(&dir);
+        assert_eq!(asa, std::path::Path::new(super::ASA_SOCKET_PATH));
+        assert_eq!(usual, std::path::Path::new(super::DEFAULT_SOCKET_PATH));
+        assert_eq!(Transport::default_unix().destination(), "UnixDomainSocket");
     }
 
     #[test]

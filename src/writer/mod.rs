@@ -99,7 +99,10 @@ impl Writer {
             poll: FIRST_POLL,
             read_wait: READ_WAIT_MIN,
             replay: config.replay_unread
-                && matches!(config.transport, Transport::Unix(_) | Transport::Tcp(_)),
+                && matches!(
+                    config.transport,
+                    Transport::Unix(_) | Transport::AgentDir(_) | Transport::Tcp(_)
+                ),
             config,
         }
     }
