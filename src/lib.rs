@@ -23,6 +23,7 @@ mod supervisor;
 mod time;
 mod transport;
 mod validate;
+mod watch;
 mod worker;
 mod writer;
 

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::link::{Link, LinkState};
 use crate::notify::Event;
 use crate::stats::Counters;
+use crate::watch::Watch;
 
 /// A connection that lasted this long (or on which the agent was seen reading) was a
 /// good one: the next reconnection comes without backoff.
@@ -18,6 +19,8 @@ const HEALTHY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// failures, stop when told.
 pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
     let mut backoff = BackoffState::new(config.backoff);
+    // Backoff waits end early when the agent's socket appears.
+    let watch = Watch::new(&config.transport, &shared);
     let mut connected_before = false;
     let mut handed_over: Option<std::time::Instant> = None;
     loop {
@@ -40,7 +43,7 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
                     // connect.
                     let until = crate::time::after(backoff.next_delay());
                     while !st.lifecycle.stopping() {
-                        if shared.cond.wait_until(&mut st, until).timed_out() {
+                        if watch.wait(&shared, &mut st, until) {
                             break;
                         }
                     }
@@ -93,7 +96,7 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
                 st.last_error = Some((e.kind(), e.to_string()));
                 shared.cond.notify_all();
                 while !st.lifecycle.stopping() {
-                    if shared.cond.wait_until(&mut st, until).timed_out() {
+                    if watch.wait(&shared, &mut st, until) {
                         break;
                     }
                 }

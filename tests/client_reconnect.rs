@@ -1,5 +1,6 @@
 //! Connecting and reconnecting: records wait for an absent agent, failed connects and
-//! writes time out and are retried with a backoff, never in a hot loop.
+//! writes time out and are retried with a backoff, never in a hot loop, and an agent
+//! whose socket appears is connected to at once.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use geneva_audit::agent::TestAgent;
-use geneva_audit::{Event, FlushError};
+use geneva_audit::{Backoff, Client, Event, FlushError, Transport};
 
 #[test]
 fn records_queue_while_the_agent_is_absent_and_arrive_in_order() {
@@ -159,4 +160,59 @@ fn a_connection_that_worked_starts_the_backoff_over() {
     };
     assert_eq!(next, 1);
     client.close(Duration::ZERO);
+}
+
+/// A client of `transport` whose backoff waits 20 s after the first failure, and 40 s
+/// after the second.
+fn client_with_a_long_backoff(transport: Transport) -> Client {
+    builder()
+        .transport(transport)
+        .backoff(Backoff {
+            initial: Duration::from_secs(20),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            full_jitter: false,
+        })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn an_agent_whose_socket_appears_is_connected_to_at_once_not_after_the_backoff() {
+    let dir = TempDir::new("appears");
+    let client = client_with_a_long_backoff(Transport::Unix(dir.socket()));
+    send_range(&client, 0, 1);
+    wait_until("a failed attempt", || client.stats().connect_failures >= 1);
+    let started = Instant::now();
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.wait_for_frames(1, PATIENCE).unwrap();
+    let took = started.elapsed();
+    println!(
+        "connected {took:?} after the socket appeared; {} failed attempts",
+        client.stats().connect_failures
+    );
+    assert!(took < Duration::from_secs(5), "connected after {took:?}");
+    assert_eq!(client.stats().connects, 1);
+    client.close(PATIENCE);
+}
+
+#[test]
+fn an_agent_appearing_in_a_directory_made_later_is_connected_to_at_once() {
+    // The agent's directory exists, its ASA directory not yet: that one is made, and the
+    // agent's socket appears in it.
+    let dir = TempDir::new("appears-asa");
+    let client = client_with_a_long_backoff(Transport::AgentDir(dir.0.clone()));
+    send_range(&client, 0, 1);
+    wait_until("a failed attempt", || client.stats().connect_failures >= 1);
+    let started = Instant::now();
+    std::fs::create_dir(dir.0.join("asa")).unwrap();
+    let agent = TestAgent::unix(dir.0.join("asa/default_fluent.socket")).unwrap();
+    agent.wait_for_frames(1, PATIENCE).unwrap();
+    let took = started.elapsed();
+    println!(
+        "connected {took:?} after the socket appeared; {} failed attempts",
+        client.stats().connect_failures
+    );
+    assert!(took < Duration::from_secs(5), "connected after {took:?}");
+    client.close(PATIENCE);
 }
