@@ -251,13 +251,15 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The transport. Default: [`Transport::default_unix`].
+    /// The transport. Default: [`Transport::default_unix`], the agent's socket chosen at
+    /// each connection attempt (the ASA socket if it exists, else the usual one).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.config.transport = transport;
         self
     }
 
-    /// The agent's Unix socket at `path`.
+    /// The agent's Unix socket at `path`, and no other (never swapped for the ASA
+    /// socket; see [`Transport::AgentDir`] for that).
     pub fn unix_socket(self, path: impl Into<std::path::PathBuf>) -> Self {
         self.transport(Transport::Unix(path.into()))
     }
