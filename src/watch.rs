@@ -107,10 +107,9 @@ mod linux {
             let mut watcher = Watcher {
                 inotify,
                 interests: HashMap::new(),
+                paths,
             };
-            for path in &paths {
-                watcher.watch_for(path);
-            }
+            watcher.watch_all();
             if watcher.interests.is_empty() {
                 return None;
             }
@@ -164,20 +163,33 @@ mod linux {
     }
 
     /// What an event in a watched directory means.
+    #[derive(Clone, Copy, PartialEq, Eq)]
     enum Interest {
         /// A watched socket appeared.
         Socket,
-        /// The directory that holds a watched socket appeared: watch it, for that socket.
-        Dir { dir: PathBuf, socket: OsString },
+        /// A directory that holds (or leads to) a watched socket appeared: watch anew.
+        Dir,
     }
 
     struct Watcher {
         inotify: Inotify,
         /// Per watched directory, the names in it that matter.
         interests: HashMap<WatchDescriptor, Vec<(OsString, Interest)>>,
+        /// The sockets watched for.
+        paths: Vec<PathBuf>,
     }
 
     impl Watcher {
+        /// Watches for every socket as far as the directories that exist allow; returns
+        /// whether one exists now.
+        fn watch_all(&mut self) -> bool {
+            let mut exists = false;
+            for path in self.paths.clone() {
+                exists |= self.watch_for(&path);
+            }
+            exists
+        }
+
         /// Watches `path`'s directory for it, or, when that directory does not exist yet,
         /// the one above for the directory. Returns whether `path` exists now.
         fn watch_for(&mut self, path: &Path) -> bool {
@@ -193,11 +205,7 @@ mod linux {
                 Ok(()) => path.exists(),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if let (Some(above), Some(dir_name)) = (dir.parent(), dir.file_name()) {
-                        let interest = Interest::Dir {
-                            dir: dir.to_path_buf(),
-                            socket: name.into(),
-                        };
-                        let _ = self.add(above, dir_name.into(), interest);
+                        let _ = self.add(above, dir_name.into(), Interest::Dir);
                     }
                     false
                 }
@@ -210,7 +218,10 @@ mod linux {
                 .inotify
                 .watches()
                 .add(dir, WatchMask::CREATE | WatchMask::MOVED_TO)?;
-            self.interests.entry(wd).or_default().push((name, interest));
+            let interests = self.interests.entry(wd).or_default();
+            if !interests.iter().any(|(n, i)| *n == name && *i == interest) {
+                interests.push((name, interest));
+            }
             Ok(())
         }
 
@@ -225,7 +236,7 @@ mod linux {
                     Err(_) => return,
                 }
                 let mut appeared = false;
-                let mut new_dirs = Vec::new();
+                let mut new_dir = false;
                 match self.inotify.read_events(&mut buffer) {
                     Ok(events) => {
                         for event in events {
@@ -249,9 +260,7 @@ mod linux {
                                 }
                                 match interest {
                                     Interest::Socket => appeared = true,
-                                    Interest::Dir { dir, socket } => {
-                                        new_dirs.push(dir.join(socket));
-                                    }
+                                    Interest::Dir => new_dir = true,
                                 }
                             }
                         }
@@ -259,8 +268,9 @@ mod linux {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
                 }
-                for path in new_dirs {
-                    appeared |= self.watch_for(&path);
+                // Sockets made before the new directory's watch began are seen here.
+                if new_dir {
+                    appeared |= self.watch_all();
                 }
                 if appeared {
                     seen.appeared.store(true, Ordering::SeqCst);
@@ -361,6 +371,36 @@ mod tests {
         assert!(took < Duration::from_secs(10), "{took:?}");
         drop(watch);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sockets_whose_directories_are_made_later_are_seen_when_they_appear() {
+        // Neither the agent's directory nor its `asa/` exists: the one above is watched.
+        let root = temp_dir("made-later");
+        let agent_dir = root.join("mdsd");
+        let link = link();
+        let watch = Watch::new(&Transport::AgentDir(agent_dir.clone()), &link);
+        assert!(watch.running.is_some());
+        let maker = std::thread::spawn(move || {
+            std::fs::create_dir(&agent_dir).unwrap();
+            std::fs::create_dir(agent_dir.join("asa")).unwrap();
+            std::fs::write(agent_dir.join("asa/default_fluent.socket"), b"").unwrap();
+        });
+        // The directories alone may end a wait (it is time to look again), the socket
+        // ends one for sure: the third wait at the latest.
+        let mut waits = Vec::new();
+        while waits.len() < 3 {
+            let until = Instant::now() + Duration::from_secs(30);
+            waits.push(wait_for_attempt(&watch, &link, until));
+            if root.join("mdsd/asa/default_fluent.socket").exists() {
+                break;
+            }
+        }
+        maker.join().unwrap();
+        let longest = waits.iter().max().unwrap();
+        assert!(*longest < Duration::from_secs(10), "{waits:?}");
+        drop(watch);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
