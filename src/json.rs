@@ -920,7 +920,7 @@ mod tests {
         assert_eq!(r.caller_ip, Some("fe80::1".parse().unwrap()));
         assert_eq!(r.caller_ip_zone, "eth0");
         let ids: Vec<_> = r
-            .caller_identities()
+            .get_caller_identities()
             .iter()
             .map(|i| (i.kind, &*i.identity, &*i.description))
             .collect();
@@ -931,14 +931,14 @@ mod tests {
                 (CallerIdentityType::Upn, "a", "b")
             ]
         );
-        let cats: Vec<_> = r.categories().iter().collect();
+        let cats: Vec<_> = r.get_operation_categories().iter().collect();
         assert_eq!(cats, [OperationCategory::Other, OperationCategory::Euii]);
-        assert_eq!(r.target_resources()[0].region, "r");
-        assert_eq!(r.caller_access_levels(), ["a", "b"]);
+        assert_eq!(r.get_target_resources()[0].region, "r");
+        assert_eq!(r.get_caller_access_levels(), ["a", "b"]);
         assert_eq!(r.operation_type, Some(OperationType::Delete));
         assert_eq!(r.operation_result, Some(OperationResult::Failure));
         assert_eq!(
-            r.custom_data(),
+            r.get_custom_data(),
             [
                 (Text::from("z"), Value::Int(1)),
                 (

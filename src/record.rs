@@ -118,7 +118,49 @@ impl CallerIdentity {
     }
 }
 
+impl CallerIdentity {
+    /// How the identity is expressed.
+    pub fn get_kind(&self) -> CallerIdentityType {
+        self.kind
+    }
+
+    /// The identity itself.
+    pub fn get_identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// What the identity is.
+    pub fn get_description(&self) -> &str {
+        &self.description
+    }
+}
+
 impl TargetResource {
+    /// The resource's type.
+    pub fn get_resource_type(&self) -> &str {
+        &self.resource_type
+    }
+
+    /// The resource's name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its cluster, `""` when not known.
+    pub fn get_cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// Its data center, `""` when not known.
+    pub fn get_data_center(&self) -> &str {
+        &self.data_center
+    }
+
+    /// Its region, `""` when not known.
+    pub fn get_region(&self) -> &str {
+        &self.region
+    }
+
     /// A resource from static text, usable in a `static` template.
     pub const fn from_static(resource_type: &'static str, name: &'static str) -> Self {
         TargetResource {
@@ -522,7 +564,7 @@ impl Record {
     }
 
     /// The record's kind.
-    pub fn kind(&self) -> MessageKind {
+    pub fn get_kind(&self) -> MessageKind {
         self.kind
     }
 
@@ -531,34 +573,69 @@ impl Record {
         self.caller_ip
     }
 
+    /// The IPv6 zone of the caller's address, `""` when there is none.
+    pub fn get_caller_ip_zone(&self) -> &str {
+        &self.caller_ip_zone
+    }
+
     /// The caller identities, grouped by type in enum order.
-    pub fn caller_identities(&self) -> &[CallerIdentity] {
+    pub fn get_caller_identities(&self) -> &[CallerIdentity] {
         &self.caller_identities
     }
 
     /// The operation categories.
-    pub fn categories(&self) -> OperationCategories {
+    pub fn get_operation_categories(&self) -> OperationCategories {
         self.categories
     }
 
     /// The target resources, grouped by type in first-seen order.
-    pub fn target_resources(&self) -> &[TargetResource] {
+    pub fn get_target_resources(&self) -> &[TargetResource] {
         &self.target_resources
     }
 
     /// The caller access levels, sorted bytewise without duplicates.
-    pub fn caller_access_levels(&self) -> &[Text] {
+    pub fn get_caller_access_levels(&self) -> &[Text] {
         &self.caller_access_levels
     }
 
     /// The custom-data entries in the order they are written.
-    pub fn custom_data(&self) -> &[(Text, Value)] {
+    pub fn get_custom_data(&self) -> &[(Text, Value)] {
         &self.custom_data
+    }
+
+    /// The access level the operation required.
+    pub fn get_operation_access_level(&self) -> &str {
+        &self.operation_access_level
     }
 
     /// The operation's name.
     pub fn get_operation_name(&self) -> &str {
         &self.operation_name
+    }
+
+    /// The result description, `""` when not set.
+    pub fn get_operation_result_description(&self) -> &str {
+        &self.operation_result_description
+    }
+
+    /// The caller agent.
+    pub fn get_caller_agent(&self) -> &str {
+        &self.caller_agent
+    }
+
+    /// The category description, `""` when not set.
+    pub fn get_operation_category_description(&self) -> &str {
+        &self.operation_category_description
+    }
+
+    /// The operation type, if set.
+    pub fn get_operation_type(&self) -> Option<OperationType> {
+        self.operation_type
+    }
+
+    /// The operation result, if set.
+    pub fn get_operation_result(&self) -> Option<OperationResult> {
+        self.operation_result
     }
 }
 
@@ -589,11 +666,15 @@ mod tests {
             .add_caller_access_level("Reader")
             .add_caller_access_level("owner")
             .add_caller_access_level("Owner");
-        let ids: Vec<&str> = r.caller_identities().iter().map(|i| &*i.identity).collect();
+        let ids: Vec<&str> = r
+            .get_caller_identities()
+            .iter()
+            .map(|i| &*i.identity)
+            .collect();
         assert_eq!(ids, ["u1", "u2", "o1", "o2"]);
-        let names: Vec<&str> = r.target_resources().iter().map(|t| &*t.name).collect();
+        let names: Vec<&str> = r.get_target_resources().iter().map(|t| &*t.name).collect();
         assert_eq!(names, ["b1", "b2", "a1"]);
-        let levels: Vec<&str> = r.caller_access_levels().iter().map(|l| &**l).collect();
+        let levels: Vec<&str> = r.get_caller_access_levels().iter().map(|l| &**l).collect();
         assert_eq!(levels, ["Contributor", "Owner", "Reader", "owner"]);
     }
 
@@ -626,7 +707,7 @@ mod tests {
             .custom("b", true)
             .custom("a", "x");
         assert_eq!(
-            r.custom_data(),
+            r.get_custom_data(),
             &[
                 (Text::from("a"), Value::from("x")),
                 (Text::from("b"), Value::Bool(true))

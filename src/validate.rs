@@ -38,12 +38,12 @@ pub enum ValidationError {
     MissingCallerIdentity,
     /// A caller identity (by position) has an empty `Identity`.
     EmptyCallerIdentity {
-        /// Position in [`Record::caller_identities`].
+        /// Position in [`Record::get_caller_identities`].
         index: usize,
     },
     /// A caller identity (by position) has an empty `Description`.
     EmptyCallerIdentityDescription {
-        /// Position in [`Record::caller_identities`].
+        /// Position in [`Record::get_caller_identities`].
         index: usize,
     },
     /// `CallerIpAddress` is not set.
@@ -60,19 +60,19 @@ pub enum ValidationError {
     MissingCallerAccessLevel,
     /// A caller access level (by position) is empty or only white space.
     BlankCallerAccessLevel {
-        /// Position in [`Record::caller_access_levels`].
+        /// Position in [`Record::get_caller_access_levels`].
         index: usize,
     },
     /// `TargetResources` is empty.
     MissingTargetResource,
     /// A target resource (by position) has an empty or white-space resource type.
     BlankTargetResourceType {
-        /// Position in [`Record::target_resources`].
+        /// Position in [`Record::get_target_resources`].
         index: usize,
     },
     /// A target resource (by position) has an empty `Name`.
     EmptyTargetResourceName {
-        /// Position in [`Record::target_resources`].
+        /// Position in [`Record::get_target_resources`].
         index: usize,
     },
     /// `OperationType` is not set.

@@ -58,7 +58,7 @@ fn record_seq(record: &Record) -> u64 {
 }
 
 fn record_thread(record: &Record) -> Option<u64> {
-    record.custom_data().iter().find_map(|(k, v)| {
+    record.get_custom_data().iter().find_map(|(k, v)| {
         if k == "t" {
             match v {
                 geneva_audit::Value::UInt(t) => Some(*t),
