@@ -297,6 +297,7 @@ pub struct Record {
     pub(crate) operation_category_description: Text,
     pub(crate) operation_type: Option<OperationType>,
     pub(crate) operation_result: Option<OperationResult>,
+    pub(crate) event_time: Option<i64>,
 }
 
 const EMPTY: Text = Text::Borrowed("");
@@ -321,6 +322,7 @@ impl Record {
             operation_category_description: EMPTY,
             operation_type: None,
             operation_result: None,
+            event_time: None,
         }
     }
 
@@ -563,9 +565,21 @@ impl Record {
         self
     }
 
+    /// Sets the time the audited event happened, in Unix seconds. The client writes it
+    /// as the frame's time; a record without one is stamped with the time it is sent.
+    pub fn event_time(mut self, unix_seconds: i64) -> Self {
+        self.event_time = Some(unix_seconds);
+        self
+    }
+
     /// The record's kind.
     pub fn get_kind(&self) -> MessageKind {
         self.kind
+    }
+
+    /// The time the audited event happened in Unix seconds, if one was set.
+    pub fn get_event_time(&self) -> Option<i64> {
+        self.event_time
     }
 
     /// The caller's IP address, if set.
