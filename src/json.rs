@@ -10,7 +10,8 @@
 //!
 //! * `type` is a [`MessageKind`] name (`DataPlane`, `ControlPlane`, `Heartbeat`,
 //!   `Diagnostic`) or its frame tag (`AsmAuditDP`, ...), in any case. It is required.
-//! * `ts` (Unix seconds) and `name` are optional.
+//! * `ts` (Unix seconds) and `name` are optional. On a record line, `ts` is the record's
+//!   event time ([`Record::get_event_time`]).
 //! * `record` holds the wire field names of [`crate::Record`] plus `env_ikey`, the service
 //!   tree id, which is returned beside the record. `heartbeat` holds the five heartbeat
 //!   strings. A missing body is an empty one.
@@ -28,8 +29,15 @@
 //!   `{"$type": T, "$value": V}`, with `T` one of `int`, `int8` .. `int64`, `uint`,
 //!   `uint8` .. `uint64` (range-checked, then [`Value::Int`] / [`Value::UInt`]), `float64`,
 //!   `string`, `bool`, `bytes` or `[]byte` (standard base64, into [`Value::Bytes`]) and
-//!   `[]T` for an array of `T`. `float32` and `time` cannot be expressed by the record
+//!   `[]T` for an array of `T`; `float64` also takes the strings `NaN`, `+Inf` and `-Inf`,
+//!   and `map` takes an object read as a plain map (so that a nested map may have a
+//!   `$type` key of its own). `float32` and `time` cannot be expressed by the record
 //!   model and give [`JsonError::Inexpressible`].
+//! * An identity type with no identities (`"PUID": []`) is an error, as the reference
+//!   client's validation makes it.
+//!
+//! [`to_line`] writes a record back as one such line (and [`message_to_line`] a whole
+//! message), so that `parse_line(&to_line(&r))` gives back `r`.
 //!
 //! Every error names the field it is about, as a path such as
 //! `record.CallerIdentities.UPN[0].Identity`. No input panics.
@@ -61,6 +69,10 @@ use crate::kinds::{
 };
 use crate::record::{CallerIdentity, Record, TargetResource, Text, Value};
 
+mod write;
+
+pub use write::{message_to_line, to_line, to_value};
+
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonMessage {
@@ -68,7 +80,8 @@ pub struct JsonMessage {
     pub name: Option<String>,
     /// The message kind, from `type`.
     pub kind: MessageKind,
-    /// The timestamp in Unix seconds, from `ts`, if given.
+    /// The timestamp in Unix seconds, from `ts`, if given; for a record line it is also
+    /// the record's event time.
     pub ts: Option<i64>,
     /// The service tree id, from `record.env_ikey`, if given.
     pub service_tree_id: Option<String>,
@@ -186,6 +199,14 @@ pub enum JsonError {
         /// The `$type`.
         type_name: String,
     },
+    /// A caller identity type holds no identities (`"PUID": []`), which the reference
+    /// client refuses.
+    NoIdentities {
+        /// The field.
+        field: String,
+        /// The identity type's wire name.
+        identity_type: &'static str,
+    },
     /// A typed custom value whose `$value` does not fit its `$type`.
     InvalidTypedValue {
         /// The field.
@@ -212,6 +233,7 @@ impl JsonError {
             | InvalidNumber { field, .. }
             | UnknownValueType { field, .. }
             | Inexpressible { field, .. }
+            | NoIdentities { field, .. }
             | InvalidTypedValue { field, .. } => Some(field),
         }
     }
@@ -244,6 +266,13 @@ impl fmt::Display for JsonError {
             Inexpressible { field, type_name } => write!(
                 f,
                 "{field}: $type {type_name:?} cannot be expressed by the record model"
+            ),
+            NoIdentities {
+                field,
+                identity_type,
+            } => write!(
+                f,
+                "{field}: at least one identity is required for identity type {identity_type}"
             ),
             InvalidTypedValue {
                 field,
@@ -307,7 +336,8 @@ pub fn parse_value(value: Json) -> Result<JsonMessage, JsonError> {
             if heartbeat.is_some() {
                 return Err(unexpected("heartbeat"));
             }
-            let (r, sid) = parse_record(kind, record.unwrap_or_default())?;
+            let (mut r, sid) = parse_record(kind, record.unwrap_or_default())?;
+            r.event_time = ts;
             service_tree_id = sid;
             JsonBody::Record(r)
         }
@@ -553,7 +583,14 @@ fn parse_record(
                         Ok(n) => CallerIdentityType::from_repr(n).ok_or(e),
                         Err(_) => Err(e),
                     })?;
-                    for (i, entry) in opt_array(list, &tpath)?.into_iter().enumerate() {
+                    let entries = opt_array(list, &tpath)?;
+                    if entries.is_empty() {
+                        return Err(JsonError::NoIdentities {
+                            field: tpath.render(),
+                            identity_type: kind.wire_name(),
+                        });
+                    }
+                    for (i, entry) in entries.into_iter().enumerate() {
                         let epath = tpath.index(i);
                         r.push_caller_identity(parse_identity(kind, entry, &epath)?);
                     }
@@ -790,7 +827,18 @@ fn typed_value(type_name: &str, v: Json, path: &Path<'_>) -> Result<Value, JsonE
                 .as_f64()
                 .map(Value::Float)
                 .ok_or_else(|| invalid("expected a number")),
+            // What Go's strconv.FormatFloat writes for the floats JSON has no number for.
+            Json::String(s) => match s.as_str() {
+                "NaN" => Ok(Value::Float(f64::NAN)),
+                "+Inf" | "Inf" => Ok(Value::Float(f64::INFINITY)),
+                "-Inf" => Ok(Value::Float(f64::NEG_INFINITY)),
+                _ => Err(invalid("expected a number, NaN, +Inf or -Inf")),
+            },
             _ => Err(invalid("expected a number")),
+        },
+        "map" => match v {
+            Json::Object(m) => Ok(Value::Map(custom_map(m, path)?)),
+            _ => Err(invalid("expected an object")),
         },
         "string" => match v {
             Json::String(s) => Ok(Value::Str(Text::Owned(s))),
@@ -1039,6 +1087,58 @@ mod tests {
             e.to_string(),
             "record.CallerAccessLevels[1]: expected a string, found a number"
         );
+    }
+
+    #[test]
+    fn ts_is_the_records_event_time() {
+        let m = parse_line(r#"{"type":"DataPlane","ts":-7,"record":{}}"#).unwrap();
+        assert_eq!(m.record().and_then(Record::get_event_time), Some(-7));
+        let m = parse_line(r#"{"type":"DataPlane","record":{}}"#).unwrap();
+        assert_eq!(m.record().and_then(Record::get_event_time), None);
+    }
+
+    #[test]
+    fn an_identity_type_without_identities_is_refused_by_name() {
+        for list in ["[]", "null"] {
+            let line = format!(
+                r#"{{"type":"DataPlane","record":{{"CallerIdentities":{{"UPN":[{{"Identity":"a","Description":"b"}}],"puid":{list}}}}}}}"#
+            );
+            let e = err(&line);
+            assert_eq!(
+                e.to_string(),
+                "record.CallerIdentities.puid: at least one identity is required for identity type PUID"
+            );
+            assert_eq!(e.field(), Some("record.CallerIdentities.puid"));
+        }
+    }
+
+    #[test]
+    fn non_finite_floats_and_maps_with_a_type_key_have_typed_forms() {
+        let m = parse_line(
+            r#"{"type":"DataPlane","record":{"CustomData":{"f":[{"$type":"float64","$value":"+Inf"},{"$type":"float64","$value":"-Inf"},{"$type":"float64","$value":"NaN"}],"m":{"$type":"map","$value":{"$type":"x"}}}}}"#,
+        )
+        .unwrap();
+        let data = m.record().unwrap().get_custom_data();
+        let Value::Array(f) = &data[0].1 else {
+            panic!("{data:?}")
+        };
+        assert_eq!(
+            f[..2],
+            [Value::Float(f64::INFINITY), Value::Float(f64::NEG_INFINITY)]
+        );
+        assert!(matches!(f[2], Value::Float(x) if x.is_nan()));
+        assert_eq!(
+            data[1].1,
+            Value::Map(vec![("$type".into(), Value::from("x"))])
+        );
+        let e = err(
+            r#"{"type":"DataPlane","record":{"CustomData":{"f":{"$type":"float64","$value":"inf"}}}}"#,
+        );
+        assert!(matches!(e, JsonError::InvalidTypedValue { .. }), "{e}");
+        let e = err(
+            r#"{"type":"DataPlane","record":{"CustomData":{"m":{"$type":"map","$value":[]}}}}"#,
+        );
+        assert!(matches!(e, JsonError::InvalidTypedValue { .. }), "{e}");
     }
 
     #[test]

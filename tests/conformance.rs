@@ -7,7 +7,9 @@
 
 use std::collections::BTreeSet;
 
-use geneva_audit::json::{JsonBody, JsonError, JsonMessage, parse_line, parse_value};
+use geneva_audit::json::{
+    JsonBody, JsonError, JsonMessage, message_to_line, parse_line, parse_value, to_line,
+};
 use geneva_audit::{Encoder, ValidationError, validate_service_tree_id};
 use rmpv::Value as Mp;
 use serde::Deserialize;
@@ -351,6 +353,33 @@ fn every_golden_line_matches_the_reference() {
     // heartbeats, the diagnostic frame and cp_empty_collections), 6 as trees (5 + the
     // trimmed dp_customdata_kinds), 2 refused by validation, 1 by conversion.
     assert_eq!((byte_exact, by_tree, refused), (15, 6, 2));
+}
+
+/// Every golden line that converts is written back by `to_line` as a line that reads as
+/// the same record and writes as the same line; `message_to_line` keeps the whole message
+/// (name and service tree id too).
+#[test]
+fn golden_lines_are_written_back_as_they_were_read() {
+    let mut records = 0;
+    for line in fixture("golden.jsonl").lines() {
+        let Ok(msg) = parse_line(line) else {
+            continue;
+        };
+        let again = parse_line(&message_to_line(&msg)).expect("written message parses");
+        assert_eq!(again, msg, "{line}");
+        assert_eq!(message_to_line(&again), message_to_line(&msg));
+        let Some(record) = msg.record() else {
+            continue;
+        };
+        let written = to_line(record);
+        let back = parse_line(&written).unwrap_or_else(|e| panic!("{e}: {written}"));
+        assert_eq!(back.record(), Some(record), "{written}");
+        assert_eq!(back.ts, msg.ts, "{written}");
+        assert_eq!(to_line(back.record().expect("record")), written);
+        records += 1;
+    }
+    // The 20 record lines but the two the model cannot express.
+    assert_eq!(records, 18);
 }
 
 #[test]
