@@ -50,9 +50,11 @@ pub enum ValidationError {
     MissingCallerIp,
     /// `CallerIpAddress` is `0.0.0.0` or `::`.
     UnspecifiedCallerIp,
-    /// `CallerIpAddress` is a loopback address.
+    /// `CallerIpAddress` is a loopback address (`127.0.0.0/8`, `::1`, or an IPv4-mapped
+    /// `::ffff:127.x.x.x`).
     LoopbackCallerIp,
-    /// `CallerIpAddress` is a multicast address.
+    /// `CallerIpAddress` is a multicast address (`224.0.0.0/4`, `ff00::/8`, or an
+    /// IPv4-mapped `::ffff:224.x.x.x` to `::ffff:239.x.x.x`).
     MulticastCallerIp,
     /// A zone was set on an IPv4 address.
     ZoneOnIpv4,
@@ -206,15 +208,7 @@ impl Record {
             }
         }
         let ip = self.caller_ip.ok_or(MissingCallerIp)?;
-        if ip.is_unspecified() {
-            return Err(UnspecifiedCallerIp);
-        }
-        if ip.is_loopback() {
-            return Err(LoopbackCallerIp);
-        }
-        if ip.is_multicast() {
-            return Err(MulticastCallerIp);
-        }
+        check_caller_ip(ip)?;
         if matches!(ip, IpAddr::V4(_)) && !self.caller_ip_zone.is_empty() {
             return Err(ZoneOnIpv4);
         }
@@ -243,6 +237,23 @@ impl Record {
         }
         check_map(&self.custom_data, 1, max_depth)
     }
+}
+
+/// The reference's three address checks, as Go's `netip` makes them: an IPv4-mapped
+/// address (`::ffff:127.0.0.1`) is loopback or multicast when its IPv4 address is, but
+/// only `0.0.0.0` and `::` themselves are unspecified (`::ffff:0.0.0.0` is not).
+fn check_caller_ip(ip: IpAddr) -> Result<(), ValidationError> {
+    if ip.is_unspecified() {
+        return Err(ValidationError::UnspecifiedCallerIp);
+    }
+    let unmapped = ip.to_canonical();
+    if unmapped.is_loopback() {
+        return Err(ValidationError::LoopbackCallerIp);
+    }
+    if unmapped.is_multicast() {
+        return Err(ValidationError::MulticastCallerIp);
+    }
+    Ok(())
 }
 
 /// Whether `s` is empty or only white space (as `str::trim` counts it): settled by the
@@ -338,6 +349,48 @@ mod tests {
         }
         r = r.custom_data_from(data);
         r
+    }
+
+    #[test]
+    fn caller_ip_classes_are_judged_as_gos_netip_judges_them() {
+        use ValidationError::*;
+        // (address, verdict); every IPv4 class also as its IPv4-mapped IPv6 form.
+        let cases: &[(&str, Result<(), ValidationError>)] = &[
+            ("0.0.0.0", Err(UnspecifiedCallerIp)),
+            ("::", Err(UnspecifiedCallerIp)),
+            // netip's IsUnspecified compares with 0.0.0.0 and :: only; it does not unmap.
+            ("::ffff:0.0.0.0", Ok(())),
+            ("127.0.0.1", Err(LoopbackCallerIp)),
+            ("127.255.255.254", Err(LoopbackCallerIp)),
+            ("::1", Err(LoopbackCallerIp)),
+            ("::ffff:127.0.0.1", Err(LoopbackCallerIp)),
+            ("::ffff:127.1.2.3", Err(LoopbackCallerIp)),
+            // IPv4-compatible (not mapped): netip's Is4In6 is false, so not loopback.
+            ("::127.0.0.1", Ok(())),
+            ("224.0.0.1", Err(MulticastCallerIp)),
+            ("239.255.255.255", Err(MulticastCallerIp)),
+            ("ff02::1", Err(MulticastCallerIp)),
+            ("ff0e::1", Err(MulticastCallerIp)),
+            ("::ffff:224.0.0.1", Err(MulticastCallerIp)),
+            ("::ffff:239.1.2.3", Err(MulticastCallerIp)),
+            // Classes the reference does not check are sent.
+            ("169.254.1.1", Ok(())),
+            ("::ffff:169.254.1.1", Ok(())),
+            ("fe80::1", Ok(())),
+            ("10.0.0.1", Ok(())),
+            ("::ffff:10.0.0.1", Ok(())),
+            ("fc00::1", Ok(())),
+            ("255.255.255.255", Ok(())),
+            ("::ffff:255.255.255.255", Ok(())),
+            ("240.0.0.1", Ok(())),
+            ("203.0.113.42", Ok(())),
+            ("::ffff:203.0.113.42", Ok(())),
+            ("2001:db8::1", Ok(())),
+        ];
+        for (text, verdict) in cases {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            assert_eq!(&super::check_caller_ip(ip), verdict, "{text}");
+        }
     }
 
     #[test]

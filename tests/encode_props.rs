@@ -123,6 +123,7 @@ fn value() -> impl Strategy<Value = Value> {
 fn ip_and_zone() -> impl Strategy<Value = (IpAddr, Option<String>)> {
     (
         any::<IpAddr>().prop_filter("sendable address", |ip| {
+            let ip = ip.to_canonical();
             !ip.is_unspecified() && !ip.is_loopback() && !ip.is_multicast()
         }),
         prop::option::of("[a-z0-9]{1,8}|\\PC{1,4}"),
