@@ -182,7 +182,7 @@ impl std::error::Error for FlushError {}
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The service tree id is empty.
+    /// The service tree id is blank, not a UUID, or the nil UUID.
     ServiceTreeId(ValidationError),
     /// A setting is out of range.
     Config(&'static str),
@@ -389,8 +389,10 @@ impl ClientBuilder {
 
     /// Starts the writer and supervisor threads.
     pub fn build(self) -> Result<Client, BuildError> {
-        let config = self.config;
-        validate_service_tree_id(&config.service_tree_id).map_err(BuildError::ServiceTreeId)?;
+        let mut config = self.config;
+        config.service_tree_id = validate_service_tree_id(&config.service_tree_id)
+            .map_err(BuildError::ServiceTreeId)?
+            .into();
         if config.queue_capacity == 0 {
             return Err(BuildError::Config("queue capacity must be at least 1"));
         }
@@ -564,7 +566,8 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A builder for a client that sends as `service_tree_id`.
+    /// A builder for a client that sends as `service_tree_id`, a UUID in any textual
+    /// form; it is sent lowercase and hyphenated (see [`validate_service_tree_id`]).
     pub fn builder(service_tree_id: impl Into<Text>) -> ClientBuilder {
         ClientBuilder {
             config: Config {

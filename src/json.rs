@@ -13,7 +13,8 @@
 //! * `ts` (Unix seconds) and `name` are optional. On a record line, `ts` is the record's
 //!   event time ([`Record::get_event_time`]).
 //! * `record` holds the wire field names of [`crate::Record`] plus `env_ikey`, the service
-//!   tree id, which is returned beside the record. `heartbeat` holds the five heartbeat
+//!   tree id, which is returned beside the record in its canonical form (a UUID, see
+//!   [`validate_service_tree_id`]; `""` means none). `heartbeat` holds the five heartbeat
 //!   strings. A missing body is an empty one.
 //! * A missing field, or one that is `null`, is left unset: validation reports it later.
 //!   A field this format does not know is an error, so that a misspelt name is not lost.
@@ -46,11 +47,11 @@
 //! use geneva_audit::json::{JsonBody, parse_line};
 //! use geneva_audit::MessageKind;
 //!
-//! let line = r#"{"type": "ControlPlane", "ts": 1234, "record": {"env_ikey": "svc", "OperationType": "delete"}}"#;
+//! let line = r#"{"type": "ControlPlane", "ts": 1234, "record": {"env_ikey": "E6C9FCB1-7F08-4C1D-9E7A-123456789ABC", "OperationType": "delete"}}"#;
 //! let msg = parse_line(line).unwrap();
 //! assert_eq!(msg.kind, MessageKind::ControlPlane);
 //! assert_eq!(msg.ts, Some(1234));
-//! assert_eq!(msg.service_tree_id.as_deref(), Some("svc"));
+//! assert_eq!(msg.service_tree_id.as_deref(), Some("e6c9fcb1-7f08-4c1d-9e7a-123456789abc"));
 //! assert!(matches!(msg.body, JsonBody::Record(_)));
 //!
 //! let err = parse_line(r#"{"type": "DataPlane", "record": {"OperationType": 77}}"#).unwrap_err();
@@ -68,6 +69,7 @@ use crate::kinds::{
     CallerIdentityType, MessageKind, OperationCategory, OperationResult, OperationType,
 };
 use crate::record::{CallerIdentity, Record, TargetResource, Text, Value};
+use crate::validate::{ValidationError, validate_service_tree_id};
 
 mod write;
 
@@ -199,6 +201,13 @@ pub enum JsonError {
         /// The `$type`.
         type_name: String,
     },
+    /// `env_ikey` is not a service tree id the client would send.
+    ServiceTreeId {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        error: ValidationError,
+    },
     /// A caller identity type holds no identities (`"PUID": []`), which the reference
     /// client refuses.
     NoIdentities {
@@ -234,6 +243,7 @@ impl JsonError {
             | UnknownValueType { field, .. }
             | Inexpressible { field, .. }
             | NoIdentities { field, .. }
+            | ServiceTreeId { field, .. }
             | InvalidTypedValue { field, .. } => Some(field),
         }
     }
@@ -267,6 +277,7 @@ impl fmt::Display for JsonError {
                 f,
                 "{field}: $type {type_name:?} cannot be expressed by the record model"
             ),
+            ServiceTreeId { field, error } => write!(f, "{field}: {error}"),
             NoIdentities {
                 field,
                 identity_type,
@@ -559,7 +570,20 @@ fn parse_record(
         let path = root.key(&key);
         let path = &path;
         match key.as_str() {
-            "env_ikey" => service_tree_id = opt_string(v, path)?,
+            "env_ikey" => {
+                service_tree_id = match opt_string(v, path)? {
+                    Some(id) if !id.is_empty() => {
+                        let canonical = validate_service_tree_id(&id).map_err(|error| {
+                            JsonError::ServiceTreeId {
+                                field: path.render(),
+                                error,
+                            }
+                        })?;
+                        Some(canonical)
+                    }
+                    _ => None,
+                }
+            }
             "CallerIpAddress" => {
                 if let Some(s) = opt_string(v, path)? {
                     // An empty address is an unset one.
@@ -950,7 +974,7 @@ mod tests {
     fn fields_map_onto_the_record() {
         let m = parse_line(
             r#"{"name":"n","type":"asmauditcp","ts":-5,"record":{
-                "env_ikey":"svc","CallerIpAddress":"fe80::1%eth0",
+                "env_ikey":"{E6C9FCB1-7F08-4C1D-9E7A-123456789ABC}","CallerIpAddress":"fe80::1%eth0",
                 "CallerIdentities":{"upn":[{"Identity":"a","Description":"b"}],"1":[{"Identity":"c"}]},
                 "OperationCategories":["euii",1,"Other"],
                 "TargetResources":{"T":[{"Name":"n","Region":"r"}]},
@@ -963,7 +987,10 @@ mod tests {
         assert_eq!(m.name.as_deref(), Some("n"));
         assert_eq!(m.kind, MessageKind::ControlPlane);
         assert_eq!(m.ts, Some(-5));
-        assert_eq!(m.service_tree_id.as_deref(), Some("svc"));
+        assert_eq!(
+            m.service_tree_id.as_deref(),
+            Some("e6c9fcb1-7f08-4c1d-9e7a-123456789abc")
+        );
         let r = m.record().unwrap();
         assert_eq!(r.caller_ip, Some("fe80::1".parse().unwrap()));
         assert_eq!(r.caller_ip_zone, "eth0");
@@ -1086,6 +1113,24 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "record.CallerAccessLevels[1]: expected a string, found a number"
+        );
+    }
+
+    #[test]
+    fn env_ikey_must_be_a_uuid_and_empty_means_none() {
+        let m = parse_line(r#"{"type":"DataPlane","record":{"env_ikey":""}}"#).unwrap();
+        assert_eq!(m.service_tree_id, None);
+        let e = err(r#"{"type":"DataPlane","record":{"env_ikey":"svc"}}"#);
+        assert!(
+            matches!(&e, JsonError::ServiceTreeId { field, error: ValidationError::ServiceTreeIdNotUuid { .. } } if field == "record.env_ikey"),
+            "{e:?}"
+        );
+        let e = err(
+            r#"{"type":"DataPlane","record":{"env_ikey":"00000000-0000-0000-0000-000000000000"}}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "record.env_ikey: service tree ID cannot be the nil UUID"
         );
     }
 

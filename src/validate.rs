@@ -18,8 +18,17 @@ pub const DEFAULT_MAX_CUSTOM_DEPTH: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ValidationError {
-    /// `env_ikey`: the service tree id is empty.
+    /// `env_ikey`: the service tree id is empty or white space.
     MissingServiceTreeId,
+    /// `env_ikey`: the service tree id is not a UUID in any of its textual forms.
+    ServiceTreeIdNotUuid {
+        /// The text given.
+        value: String,
+        /// Why it is not a UUID.
+        reason: String,
+    },
+    /// `env_ikey`: the service tree id is the nil UUID, which names no service.
+    NilServiceTreeId,
     /// Only data-plane and control-plane records can be sent by users.
     NotSendable(MessageKind),
     /// `OperationName` is empty.
@@ -100,6 +109,10 @@ impl fmt::Display for ValidationError {
         use ValidationError::*;
         match self {
             MissingServiceTreeId => f.write_str("service tree ID is required"),
+            ServiceTreeIdNotUuid { value, reason } => {
+                write!(f, "service tree ID {value:?} is not a UUID: {reason}")
+            }
+            NilServiceTreeId => f.write_str("service tree ID cannot be the nil UUID"),
             NotSendable(kind) => write!(
                 f,
                 "only DataPlane and ControlPlane records can be sent, not {kind}"
@@ -150,12 +163,34 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-/// Checks a service tree id: it must not be empty or white space.
-pub fn validate_service_tree_id(id: &str) -> Result<(), ValidationError> {
+/// Checks a service tree id and returns its canonical form, the one the client sends:
+/// it must be a UUID other than the nil one, in any of the usual textual forms
+/// (hyphenated, simple, braced or `urn:uuid:`, in any case); the result is lowercase
+/// and hyphenated.
+///
+/// ```
+/// use geneva_audit::{ValidationError, validate_service_tree_id};
+///
+/// let canonical = validate_service_tree_id("{E6C9FCB1-7F08-4C1D-9E7A-123456789ABC}");
+/// assert_eq!(canonical.as_deref(), Ok("e6c9fcb1-7f08-4c1d-9e7a-123456789abc"));
+/// assert_eq!(validate_service_tree_id(" "), Err(ValidationError::MissingServiceTreeId));
+/// assert!(matches!(
+///     validate_service_tree_id("my-service"),
+///     Err(ValidationError::ServiceTreeIdNotUuid { .. })
+/// ));
+/// ```
+pub fn validate_service_tree_id(id: &str) -> Result<String, ValidationError> {
     if id.trim().is_empty() {
         return Err(ValidationError::MissingServiceTreeId);
     }
-    Ok(())
+    let uuid = uuid::Uuid::try_parse(id).map_err(|e| ValidationError::ServiceTreeIdNotUuid {
+        value: id.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if uuid.is_nil() {
+        return Err(ValidationError::NilServiceTreeId);
+    }
+    Ok(uuid.hyphenated().to_string())
 }
 
 impl Record {
@@ -391,6 +426,61 @@ mod tests {
             let ip: std::net::IpAddr = text.parse().unwrap();
             assert_eq!(&super::check_caller_ip(ip), verdict, "{text}");
         }
+    }
+
+    #[test]
+    fn service_tree_ids_are_uuids_in_any_textual_form() {
+        use super::validate_service_tree_id as check;
+        const CANONICAL: &str = "e6c9fcb1-7f08-4c1d-9e7a-123456789abc";
+        for form in [
+            CANONICAL,
+            "E6C9FCB1-7F08-4C1D-9E7A-123456789ABC",
+            "e6c9fcb17f084c1d9e7a123456789abc",
+            "E6C9FCB17F084C1D9E7A123456789abc",
+            "{e6c9fcb1-7f08-4c1d-9e7a-123456789abc}",
+            "{E6C9FCB1-7F08-4C1D-9E7A-123456789ABC}",
+            "urn:uuid:e6c9fcb1-7f08-4c1d-9e7a-123456789abc",
+            "urn:uuid:E6C9FCB1-7F08-4C1D-9E7A-123456789ABC",
+        ] {
+            assert_eq!(check(form).as_deref(), Ok(CANONICAL), "{form}");
+        }
+        assert_eq!(
+            check("ffffffff-ffff-ffff-ffff-ffffffffffff").as_deref(),
+            Ok("ffffffff-ffff-ffff-ffff-ffffffffffff")
+        );
+        for blank in ["", " ", "\t\n"] {
+            assert_eq!(check(blank), Err(ValidationError::MissingServiceTreeId));
+        }
+        for nil in [
+            "00000000-0000-0000-0000-000000000000",
+            "00000000000000000000000000000000",
+            "{00000000-0000-0000-0000-000000000000}",
+        ] {
+            assert_eq!(check(nil), Err(ValidationError::NilServiceTreeId), "{nil}");
+        }
+        for bad in [
+            "svc",
+            " e6c9fcb1-7f08-4c1d-9e7a-123456789abc",
+            "e6c9fcb1-7f08-4c1d-9e7a-123456789abc ",
+            "e6c9fcb1-7f08-4c1d-9e7a-123456789abg",
+            "e6c9fcb1-7f08-4c1d-9e7a-123456789ab",
+            "e6c9fcb1-7f08-4c1d-9e7a-123456789abcd",
+            "e6c9fcb1-7f084c1d-9e7a-123456789abc",
+            "{e6c9fcb1-7f08-4c1d-9e7a-123456789abc",
+        ] {
+            match check(bad) {
+                Err(ValidationError::ServiceTreeIdNotUuid { value, reason }) => {
+                    assert_eq!(value, bad);
+                    assert!(!reason.is_empty());
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let e = check("svc").unwrap_err().to_string();
+        assert!(
+            e.starts_with(r#"service tree ID "svc" is not a UUID: "#),
+            "{e}"
+        );
     }
 
     #[test]

@@ -308,7 +308,7 @@ fn every_golden_line_matches_the_reference() {
             (JsonBody::Record(r), Some(reason)) => {
                 let sid = msg.service_tree_id.as_deref().unwrap_or("");
                 let err = validate_service_tree_id(sid)
-                    .and_then(|()| r.validate())
+                    .and_then(|_| r.validate())
                     .expect_err(name);
                 assert_eq!(err, expected_error(reason), "{name}: rule");
                 assert_eq!(err.to_string(), reason, "{name}: message");

@@ -20,7 +20,7 @@ pub(crate) use batch::Batch;
 
 use crate::kinds::MessageKind;
 use crate::record::{Record, Text, Value};
-use crate::validate::{ValidationError, validate_service_tree_id};
+use crate::validate::ValidationError;
 
 use ip::*;
 use out::*;
@@ -502,10 +502,16 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// An encoder that writes `service_tree_id` as every record's `env_ikey`.
+    /// An encoder that writes `service_tree_id` as every record's `env_ikey`, as given.
+    ///
+    /// Unlike the [`Client`](crate::Client), which sends only UUIDs (in their canonical
+    /// form, see [`validate_service_tree_id`](crate::validate_service_tree_id)), the
+    /// encoder takes any id that is not blank, so that it can reproduce any frame.
     pub fn new(service_tree_id: impl Into<Text>) -> Result<Self, ValidationError> {
         let service_tree_id = service_tree_id.into();
-        validate_service_tree_id(&service_tree_id)?;
+        if service_tree_id.trim().is_empty() {
+            return Err(ValidationError::MissingServiceTreeId);
+        }
         Ok(Encoder {
             buf: Batch::with_capacity(4096),
             service_tree_id,
