@@ -27,7 +27,9 @@ use crate::supervisor;
 use crate::time;
 use crate::time::unix_now;
 use crate::transport::Transport;
-use crate::validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id};
+use crate::validate::{
+    DEFAULT_MAX_CUSTOM_DEPTH, MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id,
+};
 use crate::worker::Worker;
 use crate::writer::Writer;
 use crossbeam_utils::CachePadded;
@@ -312,7 +314,8 @@ impl ClientBuilder {
         self
     }
 
-    /// How deeply custom data may nest. Default 32.
+    /// How deeply custom data may nest. Default 32, at most [`MAX_CUSTOM_DEPTH`] (123):
+    /// `build` refuses more (see there why).
     pub fn max_custom_depth(mut self, depth: usize) -> Self {
         self.config.max_custom_depth = depth;
         self
@@ -395,6 +398,9 @@ impl ClientBuilder {
             .into();
         if config.queue_capacity == 0 {
             return Err(BuildError::Config("queue capacity must be at least 1"));
+        }
+        if config.max_custom_depth > MAX_CUSTOM_DEPTH {
+            return Err(BuildError::Config("max custom depth must be at most 123"));
         }
         if config.max_frame_size > u32::MAX as usize {
             return Err(BuildError::Config("max frame size must fit in 32 bits"));

@@ -37,7 +37,9 @@ pub use notify::{Event, LossReason, Notification, Notifications, RecvTimeoutErro
 pub use record::{CallerIdentity, OperationCategories, Record, TargetResource, Text, Value};
 pub use stats::Stats;
 pub use transport::{AGENT_DIR, ASA_SOCKET_PATH, DEFAULT_SOCKET_PATH, MemorySink, Transport};
-pub use validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id};
+pub use validate::{
+    DEFAULT_MAX_CUSTOM_DEPTH, MAX_CUSTOM_DEPTH, ValidationError, validate_service_tree_id,
+};
 
 #[cfg(feature = "test-agent")]
 pub mod agent;

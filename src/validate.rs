@@ -14,6 +14,14 @@ use crate::record::{Record, Value};
 /// The default limit on how deeply custom-data arrays and maps may nest.
 pub const DEFAULT_MAX_CUSTOM_DEPTH: usize = 32;
 
+/// The highest custom-data depth limit there is. A frame holds custom data 5 levels
+/// down, so a record this deep makes a frame nest 128 levels, as deep as the test
+/// agent's decoder (and the JSON form's parser) reads. Validation, sizing, encoding and
+/// dropping recurse once per level; a record this deep leaves most of a thread's default
+/// 2 MiB stack free, in a debug build too. A client refuses a higher limit, and
+/// [`Record::validate_with_depth`] treats a higher one as this one.
+pub const MAX_CUSTOM_DEPTH: usize = 123;
+
 /// Why a record or service tree id was refused. Each variant is one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -200,9 +208,12 @@ impl Record {
     }
 
     /// Checks the record against every rule, allowing custom data to nest `max_depth`
-    /// levels (a scalar at the top of custom data is level 1).
+    /// levels (a scalar at the top of custom data is level 1), at most
+    /// [`MAX_CUSTOM_DEPTH`]: however deep the record, validation stops one level past the
+    /// limit, so it cannot run out of stack.
     pub fn validate_with_depth(&self, max_depth: usize) -> Result<(), ValidationError> {
         use ValidationError::*;
+        let max_depth = max_depth.min(MAX_CUSTOM_DEPTH);
         if !matches!(
             self.kind,
             MessageKind::DataPlane | MessageKind::ControlPlane

@@ -26,8 +26,13 @@ use ip::*;
 use out::*;
 use wire::*;
 
+// The writers below are in line in optimised builds and out of line in debug builds,
+// where every inlined local keeps its own stack slot: in line, they made each level of
+// the recursive custom-data writers several kilobytes deep in a debug build (see
+// `tests/deep_custom_data.rs`).
+
 /// Writes a value that is not an array or a map; false for one that is.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 fn write_scalar<O: Out>(out: &mut O, value: &Value) -> bool {
     match value {
         Value::Nil => out.nil(),
@@ -45,10 +50,25 @@ fn write_scalar<O: Out>(out: &mut O, value: &Value) -> bool {
 // The recursive writers take and return the writer by value, so that the cursor stays
 // in registers in their callers, and write scalars inline: a call per custom-data value
 // cost about 40 instructions per golden `bench_record` frame (three values).
+#[cfg_attr(not(debug_assertions), inline(always))]
+fn write_key<O: Out>(out: &mut O, key: &str) {
+    out.str(key);
+}
+
+#[cfg_attr(not(debug_assertions), inline(always))]
+fn write_array_len<O: Out>(out: &mut O, n: usize) {
+    out.array_len(n);
+}
+
+#[cfg_attr(not(debug_assertions), inline(always))]
+fn write_map_len<O: Out>(out: &mut O, n: usize) {
+    out.map_len(n);
+}
+
 fn write_value<O: Out>(mut out: O, value: &Value) -> O {
     match value {
         Value::Array(items) => {
-            out.array_len(items.len());
+            write_array_len(&mut out, items.len());
             for item in items {
                 if !write_scalar(&mut out, item) {
                     out = write_value(out, item);
@@ -64,9 +84,9 @@ fn write_value<O: Out>(mut out: O, value: &Value) -> O {
 }
 
 fn write_map<O: Out>(mut out: O, entries: &[(Text, Value)]) -> O {
-    out.map_len(entries.len());
+    write_map_len(&mut out, entries.len());
     for (k, v) in entries {
-        out.str(k);
+        write_key(&mut out, k);
         if !write_scalar(&mut out, v) {
             out = write_value(out, v);
         }
@@ -524,7 +544,9 @@ impl Encoder {
     }
 
     /// Encodes `record` with timestamp `ts` (Unix seconds) and returns the frame. The
-    /// record is not validated here: call [`Record::validate`] first. (Were the encoder's
+    /// record is not validated here: call [`Record::validate`] first (which also keeps
+    /// custom data within [`MAX_CUSTOM_DEPTH`](crate::MAX_CUSTOM_DEPTH) levels, which
+    /// encoding recurses through). (Were the encoder's
     /// measuring and writing ever to disagree, the frame would be empty, never cut.)
     pub fn encode(&mut self, ts: i64, record: &Record) -> &[u8] {
         self.buf.clear();
