@@ -233,7 +233,8 @@ fn encode_base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::{decode_base64, parse_line};
+    use crate::json::custom::decode_base64;
+    use crate::json::parse_line;
 
     #[test]
     fn base64_encodes_what_the_parser_decodes() {
