@@ -150,8 +150,10 @@ fn repair(input: &mut Input) {
     if input.access_levels.is_empty() {
         input.access_levels.push("Reader".into());
     }
-    let sendable =
-        ip(input).is_some_and(|ip| !ip.is_unspecified() && !ip.is_loopback() && !ip.is_multicast());
+    // Validation judges an IPv4-mapped address by its IPv4 address, as Go's netip does.
+    let sendable = ip(input)
+        .map(|ip| (ip, ip.to_canonical()))
+        .is_some_and(|(ip, v4)| !ip.is_unspecified() && !v4.is_loopback() && !v4.is_multicast());
     if !sendable {
         input.ip = Ip::V4([203, 0, 113, 1]);
     }
