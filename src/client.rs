@@ -236,7 +236,8 @@ pub struct CloseReport {
     /// accepted: never written, or written and not seen read by the deadline. Keep them
     /// or send them again (a record written but not seen read may have reached the agent
     /// after all, so resending may duplicate it; it is never lost silently). They are
-    /// counted as lost.
+    /// counted as lost. Each carries the time it was stamped with as its event time
+    /// ([`Record::get_event_time`]), so sending it again later keeps that time.
     pub unsent: Vec<Record>,
     /// The counters after closing.
     pub stats: Stats,
@@ -897,7 +898,8 @@ impl Inner {
         let supervisor_ended = supervisor.wait_until(grace());
         // 4. What the writer never took is still queued.
         unsent.extend(self.rx.try_iter().filter_map(|item| match item {
-            Item::Record(_, _, record) => Some(record),
+            // With the time it was stamped with, to be sent again as it was.
+            Item::Record(ts, _, record) => Some(record.event_time(ts)),
             Item::Flush(signal) => {
                 signal.cancel();
                 None

@@ -237,6 +237,8 @@ fn close_of_a_client_whose_agent_never_reads_keeps_its_deadline_and_hands_everyt
     assert!(took < Duration::from_millis(1300), "close took {took:?}");
     let back: Vec<u64> = report.unsent.iter().map(seq_of).collect();
     assert_eq!(back, (0..100).collect::<Vec<_>>());
+    // Each keeps the time it was stamped with, to be sent again as it was.
+    assert!(report.unsent.iter().all(|r| r.get_event_time().is_some()));
     assert_eq!((report.delivered, report.stats.lost), (0, 100));
 }
 

@@ -435,7 +435,8 @@ impl Outbox {
         }
     }
 
-    /// Everything left, in order, for `close` to hand back; waiting flushes are told the
+    /// Everything left, in order, for `close` to hand back, each with the time it was
+    /// stamped with (so it can be sent again as it was); waiting flushes are told the
     /// client stopped first.
     pub(crate) fn into_unsent(mut self) -> Unsent {
         for m in self.markers.drain(..) {
@@ -443,7 +444,11 @@ impl Outbox {
         }
         Unsent {
             written: self.written,
-            records: self.frames.into_iter().map(|f| f.record).collect(),
+            records: self
+                .frames
+                .into_iter()
+                .map(|f| f.record.event_time(f.ts))
+                .collect(),
         }
     }
 }
@@ -708,6 +713,12 @@ mod tests {
         o.mark(Arc::clone(&signal));
         let unsent = o.into_unsent();
         assert_eq!(unsent.written, 1);
+        let times: Vec<_> = unsent.records.iter().map(Record::get_event_time).collect();
+        assert_eq!(
+            times,
+            [Some(0), Some(1), Some(2)],
+            "stamped as they were sent"
+        );
         assert_eq!(names(unsent), ["a", "b", "c"]);
         assert_eq!(signal.state(), Some(Settled::Cancelled));
     }

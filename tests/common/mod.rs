@@ -285,6 +285,17 @@ pub fn stalled_with(
     (dir, agent, client)
 }
 
+/// Whether `got` are the test records `seqs`, in order, each handed back with the time it
+/// was stamped with.
+pub fn handed_back(got: &[Record], seqs: impl IntoIterator<Item = u64>) -> bool {
+    let want: Vec<Record> = seqs.into_iter().map(record).collect();
+    got.len() == want.len()
+        && got.iter().zip(want).all(|(g, w)| {
+            g.get_event_time()
+                .is_some_and(|stamped| *g == w.event_time(stamped))
+        })
+}
+
 /// How many records without a `seq` [`stalled_with`] sends first.
 pub const OPENING: u64 = 2;
 
