@@ -1,0 +1,119 @@
+//! Closing: drain, wait for the agent to read, stop the threads, hand back the rest.
+
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{CLOSED, Inner};
+use crate::link::Lifecycle;
+use crate::notify::{Event, LossReason};
+use crate::queue::Item;
+use crate::record::Record;
+use crate::stats::{Counters, Stats};
+use crate::time;
+
+/// What `close` did.
+#[derive(Debug)]
+pub struct CloseReport {
+    /// Records delivered (read by the agent) over the client's life.
+    pub delivered: u64,
+    /// Accepted records the agent was not confirmed to have read, in the order they were
+    /// accepted: never written, or written and not seen read by the deadline. Keep them
+    /// or send them again (a record written but not seen read may have reached the agent
+    /// after all, so resending may duplicate it; it is never lost silently). They are
+    /// counted as lost. Each carries the time it was stamped with as its event time
+    /// ([`Record::get_event_time`]), so sending it again later keeps that time.
+    pub unsent: Vec<Record>,
+    /// The counters after closing.
+    pub stats: Stats,
+    /// Whether the client's threads finished within the deadline (false when one had
+    /// to be left behind, still blocked in the OS). The connection itself is closed on
+    /// a thread of its own, which a close hanging in the OS leaves behind either way.
+    pub clean: bool,
+}
+
+impl Inner {
+    pub(super) fn close(&self, timeout: Duration, reason: LossReason) -> CloseReport {
+        let deadline = time::after(timeout);
+        // 1. Refuse new records, and wait for pushes already past the gate.
+        self.gate.fetch_or(CLOSED, Ordering::SeqCst);
+        self.shared.room.wake_all();
+        while self.gate.load(Ordering::SeqCst) & !CLOSED != 0 {
+            thread::yield_now();
+        }
+        // A second close waits for the first to finish, then finds nothing left to do.
+        let _closing = self.closing.lock();
+        let Some((writer, supervisor)) = self.threads.lock().take() else {
+            return self.report(Vec::new(), true);
+        };
+        // 2. The writer writes what is queued and waits for the agent to read it, until
+        // the deadline.
+        self.shared.advance(Lifecycle::Draining);
+        self.writer_thread.unpark();
+        let mut writer_ended = writer.wait_until(deadline);
+        // 3. Stop at once: a write stuck in the kernel is cut off.
+        self.shared.advance(Lifecycle::Stopping);
+        self.writer_thread.unpark();
+        let grace = || Instant::now() + STOP_GRACE;
+        if !writer_ended {
+            writer_ended = writer.wait_until(grace());
+        }
+        let mut unsent = Vec::new();
+        if writer_ended {
+            unsent = writer.join().unwrap_or_default();
+        }
+        let supervisor_ended = supervisor.wait_until(grace());
+        // 4. What the writer never took is still queued.
+        unsent.extend(self.rx.try_iter().filter_map(|item| match item {
+            // With the time it was stamped with, to be sent again as it was.
+            Item::Record(ts, _, record) => Some(record.event_time(ts)),
+            Item::Flush(signal) => {
+                signal.cancel();
+                None
+            }
+        }));
+        let lost = unsent.len() as u64;
+        if lost > 0 {
+            Counters::add(&self.counters.lost, lost);
+            self.shared.notifier.publish(Event::RecordsLost {
+                count: lost,
+                reason,
+            });
+        }
+        // Whatever is still pending or in flight now cannot be handed back: the writer is
+        // stuck in the OS (or died) with it.
+        let left = self.counters.snapshot(0);
+        let abandoned = left.pending + left.in_flight;
+        if abandoned > 0 {
+            self.counters
+                .written
+                .fetch_sub(left.in_flight, Ordering::Relaxed);
+            Counters::add(&self.counters.lost, abandoned);
+            self.shared.notifier.publish(Event::RecordsLost {
+                count: abandoned,
+                reason: LossReason::Abandoned,
+            });
+        }
+        self.shared.notifier.end();
+        self.report(unsent, writer_ended && supervisor_ended)
+    }
+
+    fn report(&self, unsent: Vec<Record>, clean: bool) -> CloseReport {
+        CloseReport {
+            delivered: self.counters.delivered.load(Ordering::Relaxed),
+            unsent,
+            stats: self.counters.snapshot(self.tx.len()),
+            clean,
+        }
+    }
+}
+
+/// How long `close` waits past its deadline for threads to stop once told to.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let report = self.close(self.config.drop_timeout, LossReason::Abandoned);
+        drop(report);
+    }
+}
