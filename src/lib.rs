@@ -86,6 +86,8 @@ pub use validate::{
 pub mod agent;
 #[cfg(all(unix, feature = "json"))]
 pub mod json;
+#[cfg(all(unix, feature = "otel"))]
+pub mod otel;
 
 /// README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
