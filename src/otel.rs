@@ -6,19 +6,24 @@
 //! alerts built for Go services read these too; the rest follow the same pattern. Units
 //! are OpenTelemetry's annotations (`{message}`), and no name carries a unit or `_total`.
 //!
-//! | instrument | kind | unit | value ([`Stats`] fields) |
+//! | instrument | kind | unit | value: [`Stats`] field |
 //! |---|---|---|---|
 //! | `messages_accepted` | counter | `{message}` | `accepted` |
-//! | `messages_sent` (Go) | counter | `{message}` | `written + replayed`: record frames handed to the socket, resends included, as Go counts them |
+//! | `messages_sent` (Go) | counter | `{message}` | `delivered`: records the agent has read (Go counts a record sent once written; one the agent died before reading is not counted here) |
 //! | `messages_requeued` (Go) | counter | `{message}` | `retried + replayed`: records written again after a failure |
-//! | `messages_dropped` (Go) | counter | `{message}` | `lost`: accepted records that were never written |
+//! | `messages_dropped` (Go) | counter | `{message}` | `lost`: records the agent was not seen to read and that will not be written again (`close` hands them back) |
 //! | `messages_errors` (Go) | counter | `{error}` | `write_errors` |
 //! | `heartbeat_dropped` (Go) | counter | `{heartbeat}` | `heartbeats_dropped` |
 //! | `messages_refused` | counter, attribute `error.type` = `queue_full`, `invalid`, `too_large` or `closed` | `{message}` | `refused_full`, `refused_invalid`, `refused_too_large`, `refused_closed` |
 //! | `connections` | counter | `{connection}` | `connects` |
 //! | `connection_failures` | counter | `{connection}` | `connect_failures` |
+//! | `messages_in_flight` | gauge | `{message}` | `in_flight`: written, not yet confirmed read |
+//! | `messages_pending` | gauge | `{message}` | `pending`: accepted, not yet written |
 //! | `queue_length` | gauge | `{message}` | `queue_len` |
-//! | `messages_pending` | gauge | `{message}` | `pending` |
+//!
+//! The first counter and the next three instruments follow [`Stats`]' partition of every
+//! accepted record: `messages_accepted` = `messages_sent` + `messages_in_flight` +
+//! `messages_pending` + `messages_dropped`, up to records moving while they are read.
 //!
 //! Name the meter after this crate (`provider.meter("geneva-audit")`) so the instruments'
 //! scope says where they come from, as Go's meter does.
@@ -38,7 +43,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use opentelemetry::KeyValue;
@@ -61,98 +65,111 @@ pub struct Registration {
 /// Registers the instruments in the [module's table](self) on `meter`, reading `client`.
 ///
 /// Each collection calls [`Client::stats`] once per instrument, so instruments may be a
-/// few records apart from each other within one collection. Counters never go down, even
-/// when two counters they add up are read between updates.
+/// few records apart from each other within one collection.
 pub fn register(client: &Client, meter: &Meter) -> Registration {
     let client = Arc::new(client.clone());
     let source = Arc::downgrade(&client);
-
-    counter(
-        meter,
-        &source,
-        "messages_accepted",
-        "{message}",
-        "Records accepted by try_send or send_timeout.",
-        |s| s.accepted,
-    );
-    counter(
-        meter,
-        &source,
-        "messages_sent",
-        "{message}",
-        "Record frames handed to the agent's socket, resends included.",
-        |s| s.written.saturating_add(s.replayed),
-    );
-    // delivered: `messages_delivered` from `Stats::delivered` once it exists.
-    counter(
-        meter,
-        &source,
-        "messages_requeued",
-        "{message}",
-        "Records written again after a failed write or an agent that died with them unread.",
-        |s| s.retried.saturating_add(s.replayed),
-    );
-    counter(
-        meter,
-        &source,
-        "messages_dropped",
-        "{message}",
-        "Accepted records that were never written (handed back by close, or the client died).",
-        |s| s.lost,
-    );
-    counter(
-        meter,
-        &source,
-        "messages_errors",
-        "{error}",
-        "Writes that failed (each drops the connection).",
-        |s| s.write_errors,
-    );
-    counter(
-        meter,
-        &source,
-        "heartbeat_dropped",
-        "{heartbeat}",
-        "Heartbeat frames discarded unwritten.",
-        |s| s.heartbeats_dropped,
-    );
-    counter(
-        meter,
-        &source,
-        "connections",
-        "{connection}",
-        "Connections to the agent that succeeded.",
-        |s| s.connects,
-    );
-    counter(
-        meter,
-        &source,
-        "connection_failures",
-        "{connection}",
-        "Connection attempts that failed.",
-        |s| s.connect_failures,
-    );
+    for &(name, unit, description, value) in &COUNTERS {
+        let source = source.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_description(description)
+            .with_callback(move |observer: &dyn AsyncInstrument<u64>| {
+                if let Some(stats) = stats(&source) {
+                    observer.observe(value(&stats), &[]);
+                }
+            })
+            .build();
+    }
     refused(meter, &source);
-    gauge(
-        meter,
-        &source,
-        "queue_length",
-        "Records in the client's queue.",
-        |s| s.queue_len,
-    );
-    gauge(
-        meter,
-        &source,
-        "messages_pending",
-        "Records accepted and neither written nor lost yet.",
-        |s| s.pending,
-    );
-
+    for &(name, description, value) in &GAUGES {
+        let source = source.clone();
+        meter
+            .u64_observable_gauge(name)
+            .with_unit("{message}")
+            .with_description(description)
+            .with_callback(move |observer: &dyn AsyncInstrument<u64>| {
+                if let Some(stats) = stats(&source) {
+                    observer.observe(value(&stats), &[]);
+                }
+            })
+            .build();
+    }
     Registration { _client: client }
 }
 
 /// Where an instrument's value comes from.
 type Read = fn(&Stats) -> u64;
+
+/// Counters: name, unit, description, value. Every value only ever grows.
+const COUNTERS: [(&str, &str, &str, Read); 8] = [
+    (
+        "messages_accepted",
+        "{message}",
+        "Records accepted by try_send or send_timeout.",
+        |s| s.accepted,
+    ),
+    (
+        "messages_sent",
+        "{message}",
+        "Records the agent has read.",
+        |s| s.delivered,
+    ),
+    (
+        "messages_requeued",
+        "{message}",
+        "Records written again after a failed write or an agent that died with them unread.",
+        |s| s.retried.saturating_add(s.replayed),
+    ),
+    (
+        "messages_dropped",
+        "{message}",
+        "Records the agent was not seen to read and that will not be written again.",
+        |s| s.lost,
+    ),
+    (
+        "messages_errors",
+        "{error}",
+        "Writes that failed (each drops the connection).",
+        |s| s.write_errors,
+    ),
+    (
+        "heartbeat_dropped",
+        "{heartbeat}",
+        "Heartbeat frames discarded unwritten.",
+        |s| s.heartbeats_dropped,
+    ),
+    (
+        "connections",
+        "{connection}",
+        "Connections to the agent that succeeded.",
+        |s| s.connects,
+    ),
+    (
+        "connection_failures",
+        "{connection}",
+        "Connection attempts that failed.",
+        |s| s.connect_failures,
+    ),
+];
+
+/// Gauges, all in records: name, description, value.
+const GAUGES: [(&str, &str, Read); 3] = [
+    (
+        "messages_in_flight",
+        "Records written and not yet confirmed read by the agent.",
+        |s| s.in_flight,
+    ),
+    (
+        "messages_pending",
+        "Records accepted and not yet written.",
+        |s| s.pending,
+    ),
+    ("queue_length", "Records in the client's queue.", |s| {
+        s.queue_len
+    }),
+];
 
 /// The refusal reasons, as `error.type` values, and where `Stats` counts each.
 const REFUSALS: [(&str, Read); 4] = [
@@ -162,90 +179,22 @@ const REFUSALS: [(&str, Read); 4] = [
     ("closed", |s| s.refused_closed),
 ];
 
-fn stats(source: &Weak<Client>) -> Option<Stats> {
-    source.upgrade().map(|client| client.stats())
-}
-
-fn counter(
-    meter: &Meter,
-    source: &Weak<Client>,
-    name: &'static str,
-    unit: &'static str,
-    description: &'static str,
-    value: Read,
-) {
-    let source = source.clone();
-    let high = Monotonic::default();
-    meter
-        .u64_observable_counter(name)
-        .with_unit(unit)
-        .with_description(description)
-        .with_callback(move |observer: &dyn AsyncInstrument<u64>| {
-            if let Some(stats) = stats(&source) {
-                observer.observe(high.at_least(value(&stats)), &[]);
-            }
-        })
-        .build();
-}
-
 fn refused(meter: &Meter, source: &Weak<Client>) {
     let source = source.clone();
-    let highs: [Monotonic; 4] = Default::default();
     meter
         .u64_observable_counter("messages_refused")
         .with_unit("{message}")
         .with_description("Records try_send or send_timeout refused, by reason (error.type).")
         .with_callback(move |observer: &dyn AsyncInstrument<u64>| {
             if let Some(stats) = stats(&source) {
-                for ((reason, value), high) in REFUSALS.iter().zip(&highs) {
-                    let attributes = [KeyValue::new("error.type", *reason)];
-                    observer.observe(high.at_least(value(&stats)), &attributes);
+                for (reason, value) in REFUSALS {
+                    observer.observe(value(&stats), &[KeyValue::new("error.type", reason)]);
                 }
             }
         })
         .build();
 }
 
-fn gauge(
-    meter: &Meter,
-    source: &Weak<Client>,
-    name: &'static str,
-    description: &'static str,
-    value: Read,
-) {
-    let source = source.clone();
-    meter
-        .u64_observable_gauge(name)
-        .with_unit("{message}")
-        .with_description(description)
-        .with_callback(move |observer: &dyn AsyncInstrument<u64>| {
-            if let Some(stats) = stats(&source) {
-                observer.observe(value(&stats), &[]);
-            }
-        })
-        .build();
-}
-
-/// The highest value a counter has reported. `messages_sent` adds two counters the writer
-/// updates one after the other; a read between them must not make the sum go back.
-#[derive(Debug, Default)]
-struct Monotonic(AtomicU64);
-
-impl Monotonic {
-    fn at_least(&self, value: u64) -> u64 {
-        self.0.fetch_max(value, Ordering::Relaxed).max(value)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Monotonic;
-
-    #[test]
-    fn a_counter_never_reports_less_than_before() {
-        let high = Monotonic::default();
-        assert_eq!(high.at_least(5), 5);
-        assert_eq!(high.at_least(3), 5);
-        assert_eq!(high.at_least(9), 9);
-    }
+fn stats(source: &Weak<Client>) -> Option<Stats> {
+    source.upgrade().map(|client| client.stats())
 }

@@ -125,7 +125,7 @@ fn expected(s: &Stats) -> Readings {
         ),
         (
             "messages_sent".into(),
-            one("counter", "{message}", s.written + s.replayed),
+            one("counter", "{message}", s.delivered),
         ),
         (
             "messages_requeued".into(),
@@ -158,6 +158,10 @@ fn expected(s: &Stats) -> Readings {
                 unit: "{message}".into(),
                 values: refused,
             },
+        ),
+        (
+            "messages_in_flight".into(),
+            one("gauge", "{message}", s.in_flight),
         ),
         (
             "queue_length".into(),
@@ -198,8 +202,9 @@ fn instruments_read_back_agree_with_stats_after_real_traffic() {
     agent.wait_for_frames(41, PATIENCE).unwrap();
 
     let stats = client.stats();
+    // flush waits until the agent has read them.
     assert_eq!(
-        (stats.accepted, stats.written, stats.refused_invalid),
+        (stats.accepted, stats.delivered, stats.refused_invalid),
         (40, 40, 1)
     );
     assert_eq!(stats.connects, 1);
@@ -210,7 +215,7 @@ fn instruments_read_back_agree_with_stats_after_real_traffic() {
     client.flush(PATIENCE).unwrap();
     agent.wait_for_frames(51, PATIENCE).unwrap();
     let stats = client.stats();
-    assert_eq!(stats.written, 50);
+    assert_eq!(stats.delivered, 50);
     assert_eq!(collect(&provider, &exporter), expected(&stats));
 }
 
@@ -241,7 +246,7 @@ fn behind_a_stuck_agent_the_gauges_show_the_backlog() {
         "{stats:?}"
     );
     assert!(
-        stats.refused_full > 0 && stats.accepted > stats.written,
+        stats.refused_full > 0 && stats.in_flight > 0 && stats.accepted > stats.delivered,
         "{stats:?}"
     );
     assert_eq!(readings, expected(&stats));
