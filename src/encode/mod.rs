@@ -48,8 +48,8 @@ fn write_scalar<O: Out>(out: &mut O, value: &Value) -> bool {
 }
 
 // The recursive writers take and return the writer by value, so that the cursor stays
-// in registers in their callers, and write scalars inline: a call per custom-data value
-// cost about 40 instructions per golden `bench_record` frame (three values).
+// in registers in their callers, and write scalars inline rather than a call per
+// custom-data value.
 #[cfg_attr(not(debug_assertions), inline(always))]
 fn write_key<O: Out>(out: &mut O, key: &str) {
     out.str(key);
@@ -326,7 +326,7 @@ fn fill<F: Frame>(b: &mut Batch, room: usize, frame: &F) -> bool {
 /// Appends `frame` to `buf`, writing it into `room` bytes (an upper bound of its size)
 /// through a [`Cursor`]. Writing into a room taken at once costs less than growing a
 /// vector write by write: each `extend_from_slice` checks the capacity and stores the
-/// length in memory, which cost about 500 instructions per golden `bench_record` frame.
+/// length in memory (docs/PERFORMANCE.md has the count).
 ///
 /// A bound beyond the buffer's spare capacity (or too small, which cannot happen) is not
 /// used: see [`refill`].

@@ -57,17 +57,15 @@ pub(super) fn rmp_bytes<T, E>(
 /// nothing and empties the cursor, so that nothing after it is written either.
 ///
 /// The cursor is one slice, passed by value where a call is not inlined (the recursive
-/// custom-data writers), so that it lives in registers: a `short` flag beside it made it
-/// too large for that, and cost about 290 instructions per golden `bench_record` frame
-/// (callgrind).
+/// custom-data writers), so that it lives in registers; anything beside it would make it
+/// too large for that (docs/PERFORMANCE.md has the instruction counts).
 ///
 /// The hot forms (fixstr and str8 headers, fixarray, fixmap) are written directly,
 /// together with the key before them and the text after them, so that a key and its
-/// string cost one bounds check and one copy of the text: writing the string headers
-/// with `rmp::encode::write_str_len` into the cursor's `&mut [u8]` (through
-/// `io::Write`, a marker and then a length) took 4,854 instructions per golden
-/// `bench_record` frame against 1,884. The rare forms, and the fixed-size numbers (which
-/// compile to the same stores as direct writes), go through `rmp`.
+/// string cost one bounds check and one copy of the text, where `rmp`'s writers go
+/// through `io::Write` a marker and a length at a time (measured in docs/PERFORMANCE.md).
+/// The rare forms, and the fixed-size numbers (which compile to the same stores as
+/// direct writes), go through `rmp`.
 pub(super) struct Cursor<'a> {
     pub(super) rest: &'a mut [u8],
 }
@@ -112,8 +110,7 @@ impl<'a> Cursor<'a> {
 
 /// Copies `src` into `dst`, which has its length (or does nothing). Up to 64 bytes, the
 /// length of most strings in a record, this is two overlapping copies of 1, 2, 4, 8, 16
-/// or 32 bytes, inline: a `memcpy` call per string cost about 230 more instructions
-/// per golden `bench_record` frame.
+/// or 32 bytes, inline, cheaper than a `memcpy` call per string.
 #[inline(always)]
 pub(super) fn copy_text(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
