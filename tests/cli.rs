@@ -149,12 +149,16 @@ fn usage_errors_exit_2_and_help_exits_0() {
     ] {
         let out = run(args, "");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(text(&out.stderr).contains("usage:"), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("error:") || stderr.contains("Usage:"),
+            "{args:?}: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
     let out = run(&["--help"], "");
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).contains("geneva-audit listen"));
+    assert!(text(&out.stdout).contains("listen"));
 }
 
 #[test]
