@@ -1,24 +1,27 @@
-//! `check`: validates JSON records from stdin without sending them.
+//! `check`: judges JSON records from stdin by every rule `send` applies, without
+//! sending them.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use crate::args::CheckArgs;
-use crate::input::{check_line, for_each_line};
+use crate::input::for_each_line;
+use crate::judge::Judge;
 
-pub fn run(opts: &CheckArgs) -> ExitCode {
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let mut judge = Judge::new(args.service_tree_id.clone());
     let mut invalid = 0usize;
     let mut out = io::stdout().lock();
     let mut write_failed = false;
-    let complete = for_each_line(|n, text| {
-        let line = match check_line(text, opts.service_tree_id.as_deref()) {
+    let complete = for_each_line(|n, line| {
+        let verdict = match judge.judge(line) {
             Ok(_) => format!("line {n}: ok"),
             Err(rule) => {
                 invalid += 1;
                 format!("line {n}: {rule}")
             }
         };
-        if writeln!(out, "{line}").is_err() {
+        if writeln!(out, "{verdict}").is_err() {
             write_failed = true;
             return false;
         }

@@ -5,21 +5,28 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use geneva_audit::Encoder;
-use geneva_audit::json::{JsonBody, parse_line};
+use geneva_audit::json::JsonBody;
+use geneva_audit::validate_service_tree_id;
 
 use crate::args::EncodeArgs;
-use crate::input::{for_each_line, line_service_tree_id, now};
+use crate::input::{for_each_line, now};
+use crate::judge::parse;
 
 /// A service tree id for frames that do not carry one (heartbeat, diagnostic).
 const NO_SERVICE_TREE_ID: &str = "-";
 
-fn encode_line(text: &str, opts: &EncodeArgs) -> Result<String, String> {
-    let msg = parse_line(text).map_err(|e| e.to_string())?;
+fn encode_line(line: &[u8], opts: &EncodeArgs) -> Result<String, String> {
+    let msg = parse(line)?;
     let ts = opts.ts.or(msg.ts).or(opts.default_ts).unwrap_or_else(now);
     let frame_hex = match &msg.body {
         JsonBody::Record(record) => {
-            let id = line_service_tree_id(&msg, opts.service_tree_id.as_deref())
-                .map_err(|e| e.to_string())?;
+            // Each frame stands alone: a line's own id, else --service-tree-id.
+            let id = msg
+                .service_tree_id
+                .as_deref()
+                .or(opts.service_tree_id.as_deref())
+                .ok_or("no service tree id: pass --service-tree-id or set record.env_ikey")?;
+            validate_service_tree_id(id).map_err(|e| format!("record.env_ikey: {e}"))?;
             record.validate().map_err(|e| e.to_string())?;
             let mut encoder = Encoder::new(id.to_owned()).map_err(|e| e.to_string())?;
             hex(encoder.encode(ts, record))

@@ -1,10 +1,65 @@
-//! Reading stdin line by line, and the checks every command applies to a record line.
+//! Reading input lines as bytes, numbered from 1, so that invalid UTF-8 is refused
+//! rather than quietly replaced.
 
 use std::io::{self, BufRead};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use geneva_audit::ValidationError;
-use geneva_audit::json::{JsonBody, JsonMessage, parse_line};
+/// The lines of a reader; blank lines are skipped but still counted.
+pub struct Lines<R> {
+    reader: R,
+    buf: Vec<u8>,
+    number: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    pub fn new(reader: R) -> Self {
+        Lines {
+            reader,
+            buf: Vec::new(),
+            number: 0,
+        }
+    }
+
+    /// The next non-blank line and its number, without its line ending; `None` at the
+    /// end of the input.
+    pub fn next_line(&mut self) -> io::Result<Option<(usize, &[u8])>> {
+        let len = loop {
+            self.buf.clear();
+            if self.reader.read_until(b'\n', &mut self.buf)? == 0 {
+                return Ok(None);
+            }
+            self.number += 1;
+            let mut len = self.buf.len();
+            while len > 0 && matches!(self.buf[len - 1], b'\n' | b'\r') {
+                len -= 1;
+            }
+            if !self.buf[..len].iter().all(u8::is_ascii_whitespace) {
+                break len;
+            }
+        };
+        Ok(Some((self.number, &self.buf[..len])))
+    }
+}
+
+/// Calls `each(line_number, bytes)` for every non-blank line of stdin until it returns
+/// false. Returns false if stdin could not be read to the end (and says so).
+pub fn for_each_line(mut each: impl FnMut(usize, &[u8]) -> bool) -> bool {
+    let mut lines = Lines::new(io::stdin().lock());
+    loop {
+        match lines.next_line() {
+            Ok(Some((n, line))) => {
+                if !each(n, line) {
+                    return true;
+                }
+            }
+            Ok(None) => return true,
+            Err(e) => {
+                eprintln!("geneva-audit: reading stdin: {e}");
+                return false;
+            }
+        }
+    }
+}
 
 pub fn now() -> i64 {
     SystemTime::now()
@@ -12,59 +67,24 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Calls `each(line_number, text)` for every non-blank line of stdin, numbered from 1.
-/// Returns false if stdin could not be read to the end.
-pub fn for_each_line(mut each: impl FnMut(usize, &str) -> bool) -> bool {
-    let stdin = io::stdin();
-    let mut reader = stdin.lock();
-    let mut buf = Vec::new();
-    let mut n = 0;
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("geneva-audit: reading stdin: {e}");
-                return false;
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_numbered_from_1_counting_blank_ones() {
+        let mut lines = Lines::new(&b"a\r\n\n  \nb\xff\nc"[..]);
+        let mut got = Vec::new();
+        while let Some((n, line)) = lines.next_line().unwrap() {
+            got.push((n, line.to_vec()));
         }
-        n += 1;
-        let text = String::from_utf8_lossy(&buf);
-        let text = text.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() {
-            continue;
-        }
-        if !each(n, text) {
-            return true;
-        }
+        assert_eq!(
+            got,
+            [
+                (1, b"a".to_vec()),
+                (4, b"b\xff".to_vec()),
+                (5, b"c".to_vec())
+            ]
+        );
     }
-}
-
-/// The service tree id a record line is sent under: its own `env_ikey` if it has one
-/// (which must not be blank), else `default`.
-pub fn line_service_tree_id<'a>(
-    msg: &'a JsonMessage,
-    default: Option<&'a str>,
-) -> Result<&'a str, ValidationError> {
-    let id = msg
-        .service_tree_id
-        .as_deref()
-        .or(default)
-        .ok_or(ValidationError::MissingServiceTreeId)?;
-    geneva_audit::validate_service_tree_id(id)?;
-    Ok(id)
-}
-
-/// Checks a line as `send` would: it parses, is a record, has a service tree id and
-/// passes every validation rule. The error is the rule it breaks.
-pub fn check_line(text: &str, default_id: Option<&str>) -> Result<JsonMessage, String> {
-    let msg = parse_line(text).map_err(|e| e.to_string())?;
-    let record = match &msg.body {
-        JsonBody::Record(r) => r,
-        _ => return Err(ValidationError::NotSendable(msg.kind).to_string()),
-    };
-    line_service_tree_id(&msg, default_id).map_err(|e| e.to_string())?;
-    record.validate().map_err(|e| e.to_string())?;
-    Ok(msg)
 }

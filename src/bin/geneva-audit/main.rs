@@ -12,6 +12,7 @@ mod check;
 mod encode;
 mod frame_json;
 mod input;
+mod judge;
 mod listen;
 mod send;
 

@@ -3,41 +3,37 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use geneva_audit::json::{JsonBody, parse_line};
 use geneva_audit::{Client, SendError};
 
 use crate::args::{Address, SendArgs};
-use crate::input::{check_line, for_each_line};
+use crate::input::for_each_line;
+use crate::judge::{Judge, MAX_FRAME_SIZE};
 
 /// How long one `send_timeout` waits before it tries again (and says so).
 const SEND_WAIT: Duration = Duration::from_secs(1);
 
 pub fn run(opts: &SendArgs) -> ExitCode {
-    let endpoint = &opts.endpoint;
     let close_timeout = opts.close_timeout;
+    let mut judge = Judge::new(opts.service_tree_id.clone());
     let mut client: Option<Client> = None;
-    let mut service_tree_id = opts.service_tree_id.clone();
     let mut invalid = 0usize;
     let mut unsent_unqueued = 0usize;
     let mut fatal = false;
-    let mut first = true;
 
-    let complete = for_each_line(|n, text| {
-        if first {
-            first = false;
-            if service_tree_id.is_none() {
-                service_tree_id = parse_line(text).ok().and_then(|m| m.service_tree_id);
+    let complete = for_each_line(|n, line| {
+        let accepted = match judge.judge(line) {
+            Ok(a) => a,
+            Err(rule) => {
+                eprintln!("line {n}: {rule}");
+                invalid += 1;
+                return true;
             }
-            let Some(id) = service_tree_id.clone() else {
-                eprintln!(
-                    "geneva-audit: no service tree id: pass --service-tree-id or set \
-                     record.env_ikey on the first line"
-                );
-                fatal = true;
-                return false;
-            };
-            let builder = Client::builder(id);
-            let builder = match endpoint.address() {
+        };
+        if client.is_none() {
+            // The judge knows the id once a line has passed.
+            let id = judge.service_tree_id().unwrap_or_default().to_owned();
+            let builder = Client::builder(id).max_frame_size(MAX_FRAME_SIZE);
+            let builder = match opts.endpoint.address() {
                 Address::Unix(p) => builder.unix_socket(p),
                 Address::Tcp(a) => builder.tcp(a),
             };
@@ -53,22 +49,7 @@ pub fn run(opts: &SendArgs) -> ExitCode {
         let Some(client) = client.as_ref() else {
             return false;
         };
-        let msg = match check_line(text, service_tree_id.as_deref()) {
-            Ok(m) => m,
-            Err(rule) => {
-                eprintln!("line {n}: {rule}");
-                invalid += 1;
-                return true;
-            }
-        };
-        if let (Some(own), Some(id)) = (msg.service_tree_id.as_deref(), &service_tree_id) {
-            if own != id {
-                eprintln!("line {n}: note: env_ikey {own:?} differs; sent as {id:?}");
-            }
-        }
-        let JsonBody::Record(mut record) = msg.body else {
-            return true; // check_line let only records through
-        };
+        let mut record = accepted.record;
         loop {
             match client.send_timeout(record, SEND_WAIT) {
                 Ok(()) => return true,

@@ -1,0 +1,126 @@
+//! `send`: records from stdin to the agent.
+
+use geneva_audit::agent::TestAgent;
+use serde_json::Value as Json;
+
+use crate::common::{PATIENCE, STI, TempDir};
+use crate::{input, invalid_line, line_with_id, non_utf8_line, run, text, valid_line};
+
+#[test]
+fn send_delivers_valid_lines_in_order_and_names_the_invalid_one() {
+    let dir = TempDir::new("cli-send");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let input = format!(
+        "{}\n{}\n{}\n{}\n",
+        valid_line("op-1"),
+        valid_line("op-2"),
+        invalid_line(),
+        valid_line("op-3")
+    );
+    let socket = dir.socket();
+    let out = run(&["send", "--unix", socket.to_str().unwrap()], &input);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 3: at least one operation category is required"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("handed back 0"), "{stderr}");
+
+    // close() handed everything to the socket before the process exited; the agent may
+    // still be reading it: three records and a heartbeat.
+    let frames: Vec<_> = agent
+        .wait_for_frames(4, PATIENCE)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.tag == "AsmAuditDP" || f.tag == "AsmAuditCP")
+        .collect();
+    let names: Vec<&str> = frames
+        .iter()
+        .map(|f| f.body_str("OperationName").unwrap())
+        .collect();
+    assert_eq!(names, ["op-1", "op-2", "op-3"]);
+    assert!(frames.iter().all(|f| f.body_str("env_ikey") == Some(STI)));
+}
+
+#[test]
+fn send_without_a_service_tree_id_fails() {
+    let dir = TempDir::new("cli-send-noid");
+    let mut v: Json = serde_json::from_str(&valid_line("a")).unwrap();
+    v["record"].as_object_mut().unwrap().remove("env_ikey");
+    let socket = dir.socket();
+    let out = run(
+        &["send", "--unix", socket.to_str().unwrap()],
+        format!("{v}\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no service tree id"));
+}
+
+/// The operation names of the record frames an agent received, once it has `n` of them.
+fn received_names(agent: &TestAgent, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let names: Vec<String> = agent
+            .frames()
+            .iter()
+            .filter(|f| f.tag == "AsmAuditDP" || f.tag == "AsmAuditCP")
+            .filter_map(|f| f.body_str("OperationName").map(str::to_owned))
+            .collect();
+        if names.len() >= n {
+            return names;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {names:?} after {PATIENCE:?}"
+        );
+        let _ = agent.wait_for("more frames", PATIENCE / 10, |s| s.frames > names.len());
+    }
+}
+
+#[test]
+fn send_judges_the_first_line_like_any_other() {
+    let dir = TempDir::new("cli-send-first");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let socket = dir.socket();
+    let lines = [
+        b"{not json".to_vec(),
+        valid_line("op-1").into_bytes(),
+        valid_line("op-2").into_bytes(),
+    ];
+    let out = run(&["send", "--unix", socket.to_str().unwrap()], input(&lines));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 1: not valid JSON"), "{stderr}");
+    assert!(!stderr.contains("at line 1 column"), "{stderr}");
+    assert_eq!(received_names(&agent, 2), ["op-1", "op-2"]);
+}
+
+#[test]
+fn send_refuses_invalid_utf8_and_a_different_service_tree_id() {
+    let dir = TempDir::new("cli-send-utf8");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let socket = dir.socket();
+    let other = line_with_id("op-other", "another-service");
+    let lines = [
+        valid_line("op-1").into_bytes(),
+        non_utf8_line("op-bad"),
+        other.into_bytes(),
+        valid_line("op-2").into_bytes(),
+    ];
+    let out = run(&["send", "--unix", socket.to_str().unwrap()], input(&lines));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 2: not valid UTF-8"), "{stderr}");
+    assert!(
+        stderr.contains("line 3: record.env_ikey \"another-service\" differs"),
+        "{stderr}"
+    );
+    assert_eq!(received_names(&agent, 2), ["op-1", "op-2"]);
+    let records = agent.frames().into_iter().filter(|f| f.tag != "AsmAuditHB");
+    assert!(
+        records
+            .into_iter()
+            .all(|f| f.body_str("env_ikey") == Some(STI))
+    );
+}
