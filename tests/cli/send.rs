@@ -1,5 +1,8 @@
 //! `send`: records from stdin to the agent.
 
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
 use geneva_audit::agent::TestAgent;
 use serde_json::Value as Json;
 
@@ -25,7 +28,10 @@ fn send_delivers_valid_lines_in_order_and_names_the_invalid_one() {
         stderr.contains("line 3: at least one operation category is required"),
         "{stderr}"
     );
-    assert!(stderr.contains("handed back 0"), "{stderr}");
+    assert!(
+        stderr.contains("3 records delivered, 0 records not delivered"),
+        "{stderr}"
+    );
 
     // close() handed everything to the socket before the process exited; the agent may
     // still be reading it: three records and a heartbeat.
@@ -123,4 +129,125 @@ fn send_refuses_invalid_utf8_and_a_different_service_tree_id() {
             .into_iter()
             .all(|f| f.body_str("env_ikey") == Some(STI))
     );
+}
+
+fn summary(out: &std::process::Output) -> Json {
+    let stdout = text(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?}"))
+}
+
+#[test]
+fn send_to_a_missing_socket_names_it_and_gives_up_after_the_timeout() {
+    let dir = TempDir::new("cli-send-missing");
+    let socket = dir.socket();
+    let path = socket.to_str().unwrap();
+    let started = Instant::now();
+    let out = run(
+        &["send", "--unix", path, "--timeout", "1", "--json"],
+        format!("{}\n", valid_line("op-1")),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to unix:{path}: No such file or directory (os error 2)"
+        )),
+        "{stderr}"
+    );
+    // Said once, then counted, however often the client retried.
+    assert_eq!(stderr.matches("cannot connect").count(), 2, "{stderr}");
+    let s = summary(&out);
+    assert_eq!(s["delivered"], 0);
+    assert_eq!(s["handed_back"], 1);
+    assert!(s["stopped"].as_str().unwrap().contains("--timeout"), "{s}");
+}
+
+#[test]
+fn send_summary_as_json() {
+    let dir = TempDir::new("cli-send-json");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let socket = dir.socket();
+    let lines = [valid_line("op-1"), invalid_line(), valid_line("op-2")];
+    let out = run(
+        &["send", "--unix", socket.to_str().unwrap(), "--json"],
+        input(&lines),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let s = summary(&out);
+    assert_eq!(s["lines"], 3);
+    assert_eq!(s["refused"], 1);
+    assert_eq!(s["delivered"], 2);
+    assert_eq!(s["handed_back"], 0);
+    assert_eq!(s["stopped"], Json::Null);
+    assert_eq!(s["success"], false);
+    assert_eq!(received_names(&agent, 2), ["op-1", "op-2"]);
+
+    let out = run(
+        &["send", "--unix", socket.to_str().unwrap(), "--json"],
+        input(&[valid_line("op-3")]),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["success"], true);
+}
+
+#[test]
+fn send_gives_up_on_an_agent_that_never_reads_and_the_unsent_file_resends() {
+    let dir = TempDir::new("cli-send-stuck");
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.stop_reading();
+    let socket = dir.socket();
+    let unsent = dir.0.join("unsent.jsonl");
+    let names: Vec<String> = (0..10_000).map(|i| format!("op-{i}")).collect();
+    let lines: Vec<String> = names.iter().map(|n| valid_line(n)).collect();
+    let started = Instant::now();
+    let out = run(
+        &[
+            "send",
+            "--unix",
+            socket.to_str().unwrap(),
+            "--timeout",
+            "1",
+            "--close-timeout",
+            "1",
+            "--unsent",
+            unsent.to_str().unwrap(),
+            "--json",
+        ],
+        input(&lines),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}: {stderr}",
+        started.elapsed()
+    );
+    let s = summary(&out);
+    assert!(
+        s["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("no record was delivered"),
+        "{s}"
+    );
+    let handed_back = s["handed_back"].as_u64().unwrap();
+    assert!(handed_back > 0, "{s}");
+    let kept = std::fs::read_to_string(&unsent).unwrap();
+    assert_eq!(kept.lines().count() as u64, handed_back);
+
+    // The agent reads again; the file goes back through the same command.
+    agent.resume_reading();
+    let out = run(
+        &["send", "--unix", socket.to_str().unwrap(), "--json"],
+        kept.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let arrived: BTreeSet<String> = received_names(&agent, names.len()).into_iter().collect();
+    let expected: BTreeSet<String> = names.into_iter().collect();
+    assert_eq!(arrived, expected);
 }

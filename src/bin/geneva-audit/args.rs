@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use geneva_audit::Transport;
 
 /// Send, check and inspect Geneva audit records.
 ///
@@ -64,14 +65,27 @@ pub struct ListenEndpoint {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
+    /// The agent's address; default: the library's default agent socket.
     #[command(flatten)]
-    pub endpoint: ListenEndpoint,
-    /// The service tree id to send as; default: the first line's record.env_ikey.
+    pub endpoint: Endpoint,
+    /// The service tree id to send as; default: the record.env_ikey of the first valid
+    /// line. Lines with a different env_ikey are refused.
     #[arg(long, value_name = "ID")]
     pub service_tree_id: Option<String>,
-    /// How long closing the client may take to write what is queued.
+    /// Give up when no record was delivered for this long while records wait; what is
+    /// left is handed back (see --unsent) and the exit status is 1.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, default_value = "30")]
+    pub timeout: Duration,
+    /// How long closing the client may take to write what is still queued.
     #[arg(long, value_name = "SECONDS", value_parser = seconds, default_value = "10")]
     pub close_timeout: Duration,
+    /// Write every valid record that was not delivered to FILE, as JSON lines with
+    /// their original `ts`, so that the same command can send them again.
+    #[arg(long, value_name = "FILE")]
+    pub unsent: Option<PathBuf>,
+    /// Print the summary on stdout as one JSON object instead of text on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +118,17 @@ pub struct EncodeArgs {
 pub enum Address {
     Unix(PathBuf),
     Tcp(String),
+}
+
+impl Endpoint {
+    /// The transport given, else the library's default agent socket.
+    pub fn transport(&self) -> Transport {
+        match (&self.unix, &self.tcp) {
+            (Some(path), _) => Transport::Unix(path.clone()),
+            (None, Some(addr)) => Transport::Tcp(addr.clone()),
+            (None, None) => Transport::default_unix(),
+        }
+    }
 }
 
 impl ListenEndpoint {

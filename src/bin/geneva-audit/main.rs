@@ -11,10 +11,14 @@ mod args;
 mod check;
 mod encode;
 mod frame_json;
+mod handback;
 mod input;
 mod judge;
 mod listen;
+mod notices;
+mod progress;
 mod send;
+mod summary;
 
 use std::process::ExitCode;
 

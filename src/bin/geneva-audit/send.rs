@@ -1,101 +1,321 @@
-//! `send`: reads JSON records from stdin and sends them to the agent.
+//! `send`: reads JSON records from stdin and sends them to the agent. Every line is
+//! judged on its own; what cannot be delivered within `--timeout` of no progress is
+//! handed back; the client's notifications are told as they happen.
 
+use std::fs::File;
+use std::io;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use geneva_audit::{Client, SendError};
+use geneva_audit::{Client, FlushError, Record, SendError, Stats, Transport};
 
-use crate::args::{Address, SendArgs};
-use crate::input::for_each_line;
+use crate::args::SendArgs;
+use crate::handback::HandBack;
+use crate::input::Lines;
 use crate::judge::{Judge, MAX_FRAME_SIZE};
+use crate::notices::Notices;
+use crate::progress::{Console, Counts, Progress};
+use crate::summary::Summary;
 
-/// How long one `send_timeout` waits before it tries again (and says so).
-const SEND_WAIT: Duration = Duration::from_secs(1);
+/// How long one wait on the client lasts before progress and the timeout are looked at.
+const SLICE: Duration = Duration::from_millis(200);
 
-pub fn run(opts: &SendArgs) -> ExitCode {
-    let close_timeout = opts.close_timeout;
-    let mut judge = Judge::new(opts.service_tree_id.clone());
-    let mut client: Option<Client> = None;
-    let mut invalid = 0usize;
-    let mut unsent_unqueued = 0usize;
-    let mut fatal = false;
-
-    let complete = for_each_line(|n, line| {
-        let accepted = match judge.judge(line) {
-            Ok(a) => a,
-            Err(rule) => {
-                eprintln!("line {n}: {rule}");
-                invalid += 1;
-                return true;
+pub fn run(args: &SendArgs) -> ExitCode {
+    let unsent_file = match &args.unsent {
+        Some(path) => match File::create(path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!("geneva-audit: cannot create {}: {e}", path.display());
+                return ExitCode::FAILURE;
             }
-        };
-        if client.is_none() {
-            // The judge knows the id once a line has passed.
-            let id = judge.service_tree_id().unwrap_or_default().to_owned();
-            let builder = Client::builder(id).max_frame_size(MAX_FRAME_SIZE);
-            let builder = match opts.endpoint.address() {
-                Address::Unix(p) => builder.unix_socket(p),
-                Address::Tcp(a) => builder.tcp(a),
-            };
-            match builder.build() {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    eprintln!("geneva-audit: cannot start the client: {e}");
-                    fatal = true;
-                    return false;
-                }
+        },
+        None => None,
+    };
+    let mut send = Send::new(args);
+    let mut lines = Lines::new(io::stdin().lock());
+    loop {
+        match lines.next_line() {
+            Ok(Some((n, line))) => send.line(n, line),
+            Ok(None) => {
+                send.summary.input_complete = true;
+                break;
+            }
+            Err(e) => {
+                send.console
+                    .say(&format!("geneva-audit: reading stdin: {e}"));
+                break;
             }
         }
-        let Some(client) = client.as_ref() else {
-            return false;
-        };
-        let mut record = accepted.record;
-        loop {
-            match client.send_timeout(record, SEND_WAIT) {
-                Ok(()) => return true,
-                Err(SendError::QueueFull(r)) => {
-                    eprintln!("line {n}: the queue is full, waiting");
-                    record = r;
-                }
-                Err(e @ (SendError::Invalid(..) | SendError::TooLarge { .. })) => {
-                    eprintln!("line {n}: {e}");
-                    invalid += 1;
-                    return true;
-                }
-                // Closed, Dead, and any refusal a later version adds.
-                Err(e) => {
-                    eprintln!("line {n}: not sent: {e}");
-                    unsent_unqueued += 1;
-                    return true;
-                }
-            }
-        }
-    });
-
-    let mut unsent = unsent_unqueued;
-    let mut clean = true;
-    if let Some(client) = client {
-        let report = client.close(close_timeout);
-        // `lost` counts what close handed back and anything a stuck writer still held.
-        unsent += usize::try_from(report.stats.lost).unwrap_or(usize::MAX);
-        // Exit 0 needs every valid record delivered: read by the agent, not just written.
-        eprintln!(
-            "geneva-audit: delivered {}, handed back {unsent}, invalid lines {invalid}{}",
-            report.delivered,
-            if report.clean {
-                ""
-            } else {
-                " (close was not clean)"
-            }
-        );
-        eprintln!("geneva-audit: stats {:?}", report.stats);
-        clean = report.clean;
-    } else if !fatal {
-        eprintln!("geneva-audit: no input");
     }
-    if fatal || !complete || invalid > 0 || unsent > 0 || !clean {
-        ExitCode::FAILURE
+    let (summary, handback) = send.finish();
+    finish(args, summary, &handback, unsent_file)
+}
+
+/// Writes the records not delivered and the summary; the exit status.
+fn finish(
+    args: &SendArgs,
+    mut summary: Summary,
+    handback: &HandBack,
+    unsent_file: Option<File>,
+) -> ExitCode {
+    let mut ok = true;
+    summary.handed_back = handback.lines(summary.delivered).count() as u64;
+    if let (Some(file), Some(path)) = (unsent_file, &args.unsent) {
+        summary.unsent_file = Some(path.clone());
+        if let Err(e) = handback.write(summary.delivered, file, path) {
+            eprintln!("geneva-audit: {e}");
+            ok = false;
+        }
+    }
+    if args.json {
+        println!("{}", summary.json());
     } else {
+        eprintln!("{}", summary.text());
+    }
+    if ok && summary.success() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// One run of `send`.
+struct Send {
+    transport: Transport,
+    timeout: Duration,
+    close_timeout: Duration,
+    judge: Judge,
+    client: Option<Client>,
+    notices: Option<Notices>,
+    progress: Progress,
+    console: Console,
+    stall: Stall,
+    handback: HandBack,
+    summary: Summary,
+}
+
+impl Send {
+    fn new(args: &SendArgs) -> Send {
+        let progress = Progress::new();
+        Send {
+            transport: args.endpoint.transport(),
+            timeout: args.timeout,
+            close_timeout: args.close_timeout,
+            judge: Judge::new(args.service_tree_id.clone()),
+            client: None,
+            notices: None,
+            console: progress.console(),
+            progress,
+            stall: Stall::new(args.timeout),
+            handback: HandBack::default(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn line(&mut self, n: usize, line: &[u8]) {
+        self.summary.lines += 1;
+        match self.judge.judge(line) {
+            Ok(accepted) => self.send(accepted.record, line),
+            Err(rule) => {
+                self.summary.refused += 1;
+                self.console.say(&format!("line {n}: {rule}"));
+            }
+        }
+        self.show_progress();
+    }
+
+    fn send(&mut self, mut record: Record, line: &[u8]) {
+        if self.summary.stopped.is_some() {
+            self.handback.never_sent(line);
+            return;
+        }
+        let Some(client) = self.client() else {
+            self.handback.never_sent(line);
+            return;
+        };
+        loop {
+            match client.send_timeout(record, SLICE) {
+                Ok(()) => {
+                    self.handback.accepted(line);
+                    return;
+                }
+                Err(SendError::QueueFull(r)) => record = r,
+                Err(e) => {
+                    // The judge applied the client's rules already: only a client that
+                    // stopped working refuses here.
+                    self.stop(format!("the client refused a record: {e}"));
+                    self.handback.never_sent(line);
+                    return;
+                }
+            }
+            let stats = client.stats();
+            self.handback.delivered(delivered(&stats));
+            self.show_progress();
+            if self.stall.expired(&stats) {
+                self.stop(self.stall_reason());
+                self.handback.never_sent(line);
+                return;
+            }
+        }
+    }
+
+    /// The client, built for the service tree id in use once the first line passed.
+    fn client(&mut self) -> Option<Client> {
+        if let Some(client) = &self.client {
+            return Some(client.clone());
+        }
+        let id = self.judge.service_tree_id()?.to_owned();
+        let built = Client::builder(id)
+            .transport(self.transport.clone())
+            .max_frame_size(MAX_FRAME_SIZE)
+            .build();
+        match built {
+            Ok(client) => {
+                self.notices = Notices::start(
+                    client.notifications(),
+                    self.transport.to_string(),
+                    self.console.clone(),
+                );
+                self.stall = Stall::new(self.timeout);
+                self.client = Some(client.clone());
+                Some(client)
+            }
+            Err(e) => {
+                self.stop(format!("cannot start the client: {e}"));
+                None
+            }
+        }
+    }
+
+    fn stop(&mut self, why: String) {
+        self.console.say(&format!("geneva-audit: stopping: {why}"));
+        self.summary.stopped = Some(why);
+    }
+
+    fn stall_reason(&self) -> String {
+        format!(
+            "no record was delivered to {} for {} s (--timeout)",
+            self.transport,
+            self.timeout.as_secs_f64()
+        )
+    }
+
+    /// Waits until every accepted record is delivered or the timeout says stop, closes
+    /// the client and tells its last notifications.
+    fn finish(mut self) -> (Summary, HandBack) {
+        if let Some(client) = self.client.take() {
+            if self.summary.stopped.is_none() {
+                self.wait_for_delivery(&client);
+            }
+            let close_timeout = if self.summary.stopped.is_some() {
+                Duration::ZERO
+            } else {
+                self.close_timeout
+            };
+            let report = client.close(close_timeout);
+            self.summary.delivered = report.delivered;
+            if !report.clean && self.summary.stopped.is_none() {
+                self.summary.stopped = Some(format!(
+                    "closing the client took longer than {} s",
+                    close_timeout.as_secs_f64()
+                ));
+            }
+        }
+        if let Some(notices) = self.notices.take() {
+            notices.finish();
+        }
+        self.progress.finish();
+        (self.summary, self.handback)
+    }
+
+    fn wait_for_delivery(&mut self, client: &Client) {
+        loop {
+            match client.flush(SLICE) {
+                Ok(()) => return,
+                Err(FlushError::Closed) => {
+                    self.stop("the client stopped working".to_owned());
+                    return;
+                }
+                // Every record was dealt with; the summary counts the lost ones.
+                Err(FlushError::Lost { .. }) => return,
+                Err(_) => {} // Timeout, or a refusal a later version adds: look again
+            }
+            let stats = client.stats();
+            self.handback.delivered(delivered(&stats));
+            self.show_progress();
+            if self.stall.expired(&stats) {
+                self.stop(self.stall_reason());
+                return;
+            }
+        }
+    }
+
+    fn show_progress(&mut self) {
+        let delivered = self.client.as_ref().map_or(0, |c| delivered(&c.stats()));
+        self.progress.show(Counts {
+            lines: self.summary.lines,
+            delivered,
+            refused: self.summary.refused,
+        });
+    }
+}
+
+/// Records the agent has read.
+fn delivered(stats: &Stats) -> u64 {
+    stats.delivered
+}
+
+/// Whether records have waited for `timeout` with none delivered.
+#[derive(Debug)]
+struct Stall {
+    timeout: Duration,
+    best: u64,
+    since: Instant,
+}
+
+impl Stall {
+    fn new(timeout: Duration) -> Stall {
+        Stall {
+            timeout,
+            best: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn expired(&mut self, stats: &Stats) -> bool {
+        let waiting = stats.pending + stats.in_flight;
+        self.expired_at(delivered(stats), waiting, Instant::now())
+    }
+
+    /// Only a new high counts as progress, so that no count that can go back (a
+    /// resend after a failure) could keep a stuck run alive. Nothing waiting is no stall.
+    fn expired_at(&mut self, delivered: u64, waiting: u64, now: Instant) -> bool {
+        if delivered > self.best || waiting == 0 {
+            self.best = self.best.max(delivered);
+            self.since = now;
+        }
+        now.duration_since(self.since) >= self.timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_is_time_without_a_new_high_while_records_wait() {
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        let mut stall = Stall::new(Duration::from_secs(10));
+        stall.since = t0;
+        assert!(!stall.expired_at(5, 3, s(1)));
+        // Going back after a resend and up again to the old high is no progress.
+        assert!(!stall.expired_at(2, 6, s(5)));
+        assert!(!stall.expired_at(5, 3, s(10)));
+        assert!(stall.expired_at(5, 3, s(11)));
+        // Nothing waiting: the clock starts again.
+        assert!(!stall.expired_at(5, 0, s(30)));
+        assert!(!stall.expired_at(5, 1, s(39)));
+        assert!(stall.expired_at(5, 1, s(40)));
     }
 }

@@ -1,0 +1,80 @@
+//! What `send` did, in plain text for people or as one JSON object for scripts.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Non-blank lines read.
+    pub lines: u64,
+    /// Lines refused by a rule.
+    pub refused: u64,
+    /// Records the agent received.
+    pub delivered: u64,
+    /// Valid records not delivered (written to the --unsent file, if given).
+    pub handed_back: u64,
+    /// Where they were written.
+    pub unsent_file: Option<PathBuf>,
+    /// Why sending stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Whether the input was read to its end.
+    pub input_complete: bool,
+}
+
+impl Summary {
+    pub fn success(&self) -> bool {
+        self.refused == 0 && self.handed_back == 0 && self.stopped.is_none() && self.input_complete
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "geneva-audit: {} delivered, {} not delivered, {} refused ({} read)",
+            count(self.delivered, "record"),
+            count(self.handed_back, "record"),
+            count(self.refused, "line"),
+            count(self.lines, "line"),
+        );
+        if let Some(why) = &self.stopped {
+            s.push_str(&format!("\ngeneva-audit: stopped: {why}"));
+        }
+        if self.handed_back > 0 {
+            match &self.unsent_file {
+                Some(path) => s.push_str(&format!(
+                    "\ngeneva-audit: the records not delivered are in {}; send that file to try again",
+                    path.display()
+                )),
+                None => s.push_str(
+                    "\ngeneva-audit: pass --unsent FILE to keep the records not delivered",
+                ),
+            }
+        }
+        if !self.input_complete {
+            s.push_str("\ngeneva-audit: the input was not read to its end");
+        }
+        s
+    }
+
+    pub fn json(&self) -> String {
+        json!({
+            "lines": self.lines,
+            "refused": self.refused,
+            "delivered": self.delivered,
+            "handed_back": self.handed_back,
+            "unsent_file": self.unsent_file.as_ref().map(|p| p.display().to_string()),
+            "stopped": self.stopped,
+            "input_complete": self.input_complete,
+            "success": self.success(),
+        })
+        .to_string()
+    }
+}
+
+/// `1 record`, `2 records`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
