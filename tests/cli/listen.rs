@@ -1,15 +1,16 @@
 //! `listen`: a test agent printing what it receives.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use geneva_audit::Client;
+use geneva_audit::{Client, FlushError};
 use serde_json::Value as Json;
 
 use crate::common::{self, PATIENCE, STI, TempDir};
-use crate::{BIN, Killed};
+use crate::{BIN, Killed, run, text};
 
 #[test]
 fn listen_prints_received_frames_as_json() {
@@ -76,4 +77,114 @@ fn listen_prints_received_frames_as_json() {
             "{body}"
         );
     }
+}
+
+/// Starts `listen` on `socket` and waits until the socket file is there.
+fn start_listen(socket: &Path, stdout: Stdio) -> Killed {
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["listen", "--unix", socket.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start geneva-audit listen"),
+    );
+    let deadline = Instant::now() + PATIENCE;
+    while !socket.exists() {
+        assert!(child.0.try_wait().unwrap().is_none(), "listen exited early");
+        assert!(
+            Instant::now() < deadline,
+            "no socket file after {PATIENCE:?}"
+        );
+        std::thread::yield_now();
+    }
+    child
+}
+
+#[test]
+fn listen_removes_its_socket_on_sigterm_and_sigint() {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let dir = TempDir::new("cli-listen-signal");
+        let socket = dir.socket();
+        let mut child = start_listen(&socket, Stdio::null());
+        let pid = i32::try_from(child.0.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "listen still runs after {PATIENCE:?}"
+            );
+            std::thread::yield_now();
+        };
+        assert_eq!(status.code(), Some(code), "signal {signal}");
+        assert!(
+            !socket.exists(),
+            "signal {signal} left {}",
+            socket.display()
+        );
+    }
+}
+
+#[test]
+fn listen_names_the_path_when_it_cannot_listen() {
+    let dir = TempDir::new("cli-listen-error");
+    let not_a_socket = dir.0.join("file");
+    std::fs::write(&not_a_socket, b"x").unwrap();
+    let path = not_a_socket.to_str().unwrap();
+    let out = run(&["listen", "--unix", path], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("cannot listen on {path}: ")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn listen_stops_reading_while_its_output_is_blocked() {
+    let dir = TempDir::new("cli-listen-backpressure");
+    let socket = dir.socket();
+    // Nobody reads listen's stdout until the client has had its chance to overrun it.
+    let mut child = start_listen(&socket, Stdio::piped());
+    let client = Client::builder(STI)
+        .unix_socket(&socket)
+        .queue_capacity(40_000)
+        .build()
+        .unwrap();
+    let n = 20_000u64;
+    for i in 0..n {
+        client.try_send(common::record(i)).unwrap();
+    }
+    // Far more than a pipe and two socket buffers hold: listen must not take it all.
+    let blocked = client.flush(Duration::from_secs(2));
+    assert!(
+        matches!(blocked, Err(FlushError::Timeout { .. })),
+        "listen took every record while its stdout was blocked: {blocked:?}"
+    );
+
+    let mut stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        while lines < n {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => lines += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64,
+            }
+        }
+        lines
+    });
+    client
+        .flush(PATIENCE)
+        .expect("everything written once stdout is read");
+    let report = client.close(PATIENCE);
+    assert!(report.unsent.is_empty());
+    // n records and at least one heartbeat line.
+    assert!(reader.join().unwrap() >= n);
 }
