@@ -1,6 +1,6 @@
 //! `check`: `line N: ok` or `line N: <rule>`, by every rule `send` applies.
 
-use crate::{input, invalid_line, line_with_id, non_utf8_line, run, text, valid_line};
+use crate::{OTHER_STI, input, invalid_line, line_with_id, non_utf8_line, run, text, valid_line};
 
 #[test]
 fn check_reports_the_invalid_line() {
@@ -23,7 +23,7 @@ fn check_reports_the_invalid_line() {
 #[test]
 fn check_judges_every_line_on_its_own_by_every_rule_send_applies() {
     let big = valid_line(&"x".repeat(2 * 1024 * 1024));
-    let other = line_with_id("b", "another-service");
+    let other = line_with_id("b", OTHER_STI);
     let lines = [
         br#"{"type": "DataPlane",}"#.to_vec(),
         valid_line("a").into_bytes(),
@@ -47,7 +47,7 @@ fn check_judges_every_line_on_its_own_by_every_rule_send_applies() {
         verdicts[2]
     );
     assert!(
-        verdicts[3].starts_with("line 4: record.env_ikey \"another-service\" differs"),
+        verdicts[3].starts_with(&format!("line 4: record.env_ikey {OTHER_STI:?} differs")),
         "{}",
         verdicts[3]
     );

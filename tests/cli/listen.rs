@@ -104,7 +104,7 @@ fn start_listen(socket: &Path, stdout: Stdio) -> Killed {
 
 #[test]
 fn listen_removes_its_socket_on_sigterm_and_sigint() {
-    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
         let dir = TempDir::new("cli-listen-signal");
         let socket = dir.socket();
         let mut child = start_listen(&socket, Stdio::null());
@@ -122,7 +122,7 @@ fn listen_removes_its_socket_on_sigterm_and_sigint() {
             );
             std::thread::yield_now();
         };
-        assert_eq!(status.code(), Some(code), "signal {signal}");
+        assert_eq!(status.code(), Some(0), "signal {signal}");
         assert!(
             !socket.exists(),
             "signal {signal} left {}",

@@ -4,6 +4,7 @@
 mod common;
 
 mod check;
+mod docs;
 mod encode;
 mod listen;
 mod send;
@@ -75,6 +76,9 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// A service tree id other than `common::STI`.
+pub const OTHER_STI: &str = "3f2b8c4e-9a1d-4e6f-8b7c-2d5e9f0a1b3c";
 
 /// A valid line with a given service tree id (`env_ikey`).
 pub fn line_with_id(name: &str, id: &str) -> String {

@@ -7,7 +7,7 @@ use geneva_audit::agent::TestAgent;
 use serde_json::Value as Json;
 
 use crate::common::{PATIENCE, STI, TempDir};
-use crate::{input, invalid_line, line_with_id, non_utf8_line, run, text, valid_line};
+use crate::{OTHER_STI, input, invalid_line, line_with_id, non_utf8_line, run, text, valid_line};
 
 #[test]
 fn send_delivers_valid_lines_in_order_and_names_the_invalid_one() {
@@ -107,7 +107,7 @@ fn send_refuses_invalid_utf8_and_a_different_service_tree_id() {
     let dir = TempDir::new("cli-send-utf8");
     let agent = TestAgent::unix(dir.socket()).unwrap();
     let socket = dir.socket();
-    let other = line_with_id("op-other", "another-service");
+    let other = line_with_id("op-other", OTHER_STI);
     let lines = [
         valid_line("op-1").into_bytes(),
         non_utf8_line("op-bad"),
@@ -119,7 +119,7 @@ fn send_refuses_invalid_utf8_and_a_different_service_tree_id() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("line 2: not valid UTF-8"), "{stderr}");
     assert!(
-        stderr.contains("line 3: record.env_ikey \"another-service\" differs"),
+        stderr.contains(&format!("line 3: record.env_ikey {OTHER_STI:?} differs")),
         "{stderr}"
     );
     assert_eq!(received_names(&agent, 2), ["op-1", "op-2"]);

@@ -21,8 +21,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a test agent; print one JSON line per received frame on stdout.
+    ///
+    /// It runs until SIGINT (Ctrl-C) or SIGTERM, then removes its socket file and
+    /// exits with 0. When stdout falls behind it stops reading from its connections.
     Listen(ListenArgs),
     /// Send JSON records read from stdin, one per line.
+    ///
+    /// Every line is judged on its own: a line that breaks a rule is reported with its
+    /// number and the valid lines still go. Without --unix or --tcp the records go to
+    /// the agent's default socket (/var/run/mdsd/asa/default_fluent.socket if it
+    /// exists, else /var/run/mdsd/default_fluent.socket). Exit status 0 only when
+    /// every line was valid and every record delivered.
     Send(SendArgs),
     /// Validate JSON records read from stdin; print `line N: ok` or `line N: <rule>`.
     Check(CheckArgs),

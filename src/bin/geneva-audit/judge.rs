@@ -98,6 +98,9 @@ impl Judge {
 mod tests {
     use super::*;
 
+    const SVC: &str = "e6c9fcb1-7f08-4c1d-9e7a-123456789abc";
+    const OTHER: &str = "3f2b8c4e-9a1d-4e6f-8b7c-2d5e9f0a1b3c";
+
     fn line(name: &str, id: Option<&str>) -> String {
         let id = id.map_or(String::new(), |id| format!(r#""env_ikey": "{id}", "#));
         format!(
@@ -114,29 +117,27 @@ mod tests {
     #[test]
     fn the_sample_line_is_valid() {
         let mut judge = Judge::new(None);
-        judge.judge(line("a", Some("svc")).as_bytes()).unwrap();
-        assert_eq!(judge.service_tree_id(), Some("svc"));
+        judge.judge(line("a", Some(SVC)).as_bytes()).unwrap();
+        assert_eq!(judge.service_tree_id(), Some(SVC));
     }
 
     #[test]
     fn a_bad_first_line_leaves_the_id_to_the_next() {
         let mut judge = Judge::new(None);
         assert!(judge.judge(b"{not json").is_err());
-        assert!(judge.judge(line("", Some("other")).as_bytes()).is_err());
-        judge.judge(line("b", Some("svc")).as_bytes()).unwrap();
+        assert!(judge.judge(line("", Some(OTHER)).as_bytes()).is_err());
+        judge.judge(line("b", Some(SVC)).as_bytes()).unwrap();
         judge.judge(line("c", None).as_bytes()).unwrap();
-        assert_eq!(judge.service_tree_id(), Some("svc"));
+        assert_eq!(judge.service_tree_id(), Some(SVC));
     }
 
     #[test]
     fn a_different_service_tree_id_is_refused() {
-        let mut judge = Judge::new(Some("svc".into()));
-        let e = judge
-            .judge(line("a", Some("other")).as_bytes())
-            .unwrap_err();
+        let mut judge = Judge::new(Some(SVC.into()));
+        let e = judge.judge(line("a", Some(OTHER)).as_bytes()).unwrap_err();
         assert_eq!(
             e,
-            r#"record.env_ikey "other" differs from the service tree id in use "svc""#
+            format!("record.env_ikey {OTHER:?} differs from the service tree id in use {SVC:?}")
         );
     }
 
@@ -150,7 +151,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_refused_with_its_column() {
-        let mut bytes = line("a", Some("svc")).into_bytes();
+        let mut bytes = line("a", Some(SVC)).into_bytes();
         let at = bytes.iter().position(|&b| b == b'a').unwrap();
         bytes.insert(at, 0xff);
         let e = Judge::new(None).judge(&bytes).unwrap_err();
@@ -170,7 +171,7 @@ mod tests {
     fn a_record_over_the_frame_size_is_refused() {
         let big = "x".repeat(MAX_FRAME_SIZE);
         let e = Judge::new(None)
-            .judge(line(&big, Some("svc")).as_bytes())
+            .judge(line(&big, Some(SVC)).as_bytes())
             .unwrap_err();
         assert!(e.contains("over the maximum of 1048576"), "{e}");
     }

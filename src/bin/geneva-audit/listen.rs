@@ -3,7 +3,8 @@
 //! Output is written on a thread of its own, one batch of lines at a time, through a
 //! channel that holds one batch: when stdout is blocked the channel fills and the agent
 //! stops reading, so the senders' sockets fill and hold them back instead of this
-//! process buffering without bound. SIGINT and SIGTERM remove the socket file.
+//! process buffering without bound. SIGINT and SIGTERM remove the socket
+//! file and end it with exit status 0: a signal is how `listen` is meant to end.
 
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -121,7 +122,7 @@ fn print_batches(batches: &Receiver<String>) {
 }
 
 /// On SIGINT or SIGTERM, removes the socket file (if it is still the one the agent
-/// made) and exits with 128 + the signal, as a shell reports a death by that signal.
+/// made) and exits with 0: a signal is how `listen` is meant to end.
 /// The socket file the agent made and its identity (device, inode).
 type SocketFile = Arc<Mutex<Option<(PathBuf, (u64, u64))>>>;
 
@@ -134,11 +135,11 @@ fn remove_socket_on_signal(socket: SocketFile) -> io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            if signals.forever().next().is_some() {
                 if let Some((path, id)) = &*lock(&socket) {
                     remove_if_same(path, *id);
                 }
-                std::process::exit(128 + signal);
+                std::process::exit(0);
             }
         })?;
     Ok(())
