@@ -79,7 +79,7 @@ pub struct SendArgs {
     pub endpoint: Endpoint,
     /// The service tree id to send as; default: the record.env_ikey of the first valid
     /// line. Lines with a different env_ikey are refused.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = service_tree_id)]
     pub service_tree_id: Option<String>,
     /// Give up when no record was delivered for this long while records wait; what is
     /// left is handed back (see --unsent) and the exit status is 1.
@@ -100,7 +100,7 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The service tree id records are checked against; default: record.env_ikey.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = service_tree_id)]
     pub service_tree_id: Option<String>,
 }
 
@@ -118,7 +118,7 @@ pub struct EncodeArgs {
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub default_ts: Option<i64>,
     /// The service tree id for lines without record.env_ikey.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = service_tree_id)]
     pub service_tree_id: Option<String>,
 }
 
@@ -149,6 +149,12 @@ impl ListenEndpoint {
             (unix, _) => Address::Unix(unix.clone().unwrap_or_default()),
         }
     }
+}
+
+/// A service tree id the library accepts.
+pub fn service_tree_id(text: &str) -> Result<String, String> {
+    geneva_audit::validate_service_tree_id(text).map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
 }
 
 /// A number of seconds, fractions allowed.

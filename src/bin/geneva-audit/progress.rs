@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use crate::summary::count;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How often the plain progress line is printed when stderr is not a terminal.
@@ -86,7 +87,9 @@ impl Progress {
 fn describe(c: Counts, elapsed: Duration) -> String {
     let rate = c.delivered as f64 / elapsed.as_secs_f64().max(0.001);
     format!(
-        "{} lines read, {} records delivered, {} lines refused, {rate:.0} records/s",
-        c.lines, c.delivered, c.refused
+        "{} read, {} delivered, {} refused, {rate:.0} records/s",
+        count(c.lines, "line"),
+        count(c.delivered, "record"),
+        count(c.refused, "line"),
     )
 }

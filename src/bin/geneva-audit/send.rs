@@ -3,7 +3,7 @@
 //! handed back; the client's notifications are told as they happen.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,11 @@ fn finish(
         }
     }
     if args.json {
-        println!("{}", summary.json());
+        let mut out = io::stdout().lock();
+        if let Err(e) = writeln!(out, "{}", summary.json()).and_then(|()| out.flush()) {
+            eprintln!("geneva-audit: writing the summary to stdout: {e}");
+            ok = false;
+        }
     } else {
         eprintln!("{}", summary.text());
     }
