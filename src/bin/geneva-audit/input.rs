@@ -1,7 +1,7 @@
 //! Reading input lines as bytes, numbered from 1, so that invalid UTF-8 is refused
 //! rather than quietly replaced.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, IsTerminal};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The lines of a reader; blank lines are skipped but still counted.
@@ -41,9 +41,18 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
+/// Says where the records are expected when stdin is a terminal, where a command
+/// waiting for input would otherwise look stuck.
+pub fn hint_if_terminal() {
+    if io::stdin().is_terminal() {
+        eprintln!("geneva-audit: reading JSON lines from stdin (Ctrl-D ends the input)");
+    }
+}
+
 /// Calls `each(line_number, bytes)` for every non-blank line of stdin until it returns
 /// false. Returns false if stdin could not be read to the end (and says so).
 pub fn for_each_line(mut each: impl FnMut(usize, &[u8]) -> bool) -> bool {
+    hint_if_terminal();
     let mut lines = Lines::new(io::stdin().lock());
     loop {
         match lines.next_line() {

@@ -11,7 +11,7 @@ use geneva_audit::{Client, FlushError, Record, SendError, Stats, Transport};
 
 use crate::args::SendArgs;
 use crate::handback::HandBack;
-use crate::input::Lines;
+use crate::input::{Lines, hint_if_terminal};
 use crate::judge::{Judge, MAX_FRAME_SIZE};
 use crate::notices::Notices;
 use crate::progress::{Console, Counts, Progress};
@@ -31,6 +31,7 @@ pub fn run(args: &SendArgs) -> ExitCode {
         },
         None => None,
     };
+    hint_if_terminal();
     let mut send = Send::new(args);
     let mut lines = Lines::new(io::stdin().lock());
     loop {
