@@ -210,7 +210,16 @@ fn send_gives_up_on_an_agent_that_never_reads_and_the_unsent_file_resends() {
     let socket = dir.socket();
     let unsent = dir.0.join("unsent.jsonl");
     let names: Vec<String> = (0..10_000).map(|i| format!("op-{i}")).collect();
-    let lines: Vec<String> = names.iter().map(|n| valid_line(n)).collect();
+    // Each line its own event time, which must survive the hand-back and the resend.
+    let lines: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut v: Json = serde_json::from_str(&valid_line(n)).unwrap();
+            v["ts"] = Json::from(FIRST_TS + i as i64);
+            v.to_string()
+        })
+        .collect();
     let started = Instant::now();
     let out = run(
         &[
@@ -257,4 +266,11 @@ fn send_gives_up_on_an_agent_that_never_reads_and_the_unsent_file_resends() {
     let arrived: BTreeSet<String> = received_names(&agent, names.len()).into_iter().collect();
     let expected: BTreeSet<String> = names.into_iter().collect();
     assert_eq!(arrived, expected);
+    for frame in agent.frames().iter().filter(|f| f.tag != "AsmAuditHB") {
+        let name = frame.body_str("OperationName").unwrap();
+        let i: i64 = name.trim_start_matches("op-").parse().unwrap();
+        assert_eq!(frame.ts, FIRST_TS + i, "{name}");
+    }
 }
+
+const FIRST_TS: i64 = 1_600_000_000;

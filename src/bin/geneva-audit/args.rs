@@ -151,10 +151,9 @@ impl ListenEndpoint {
     }
 }
 
-/// A service tree id the library accepts.
+/// A service tree id the library accepts, in its canonical form.
 pub fn service_tree_id(text: &str) -> Result<String, String> {
-    geneva_audit::validate_service_tree_id(text).map_err(|e| e.to_string())?;
-    Ok(text.to_owned())
+    geneva_audit::validate_service_tree_id(text).map_err(|e| e.to_string())
 }
 
 /// A number of seconds, fractions allowed.

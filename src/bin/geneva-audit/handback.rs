@@ -1,66 +1,68 @@
 //! The records `send` could not deliver, written back as JSON lines in the input format
-//! with their original `ts`, so the same command can send them again.
-//!
-//! The client delivers records in the order it accepted them, so the undelivered ones
-//! are always the last accepted: they are handed back as the lines they were read from.
+//! (with `env_ikey` and their event time as `ts`), so the same command can send them
+//! again.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use geneva_audit::Record;
+
+use crate::input::now;
+use geneva_audit::json::to_value;
+use serde_json::Value as Json;
+
+/// Valid records that were never given to the client (it could not be started, or
+/// sending had stopped); `close` hands back the ones it was given.
 #[derive(Debug, Default)]
 pub struct HandBack {
-    /// Lines of accepted records, from the `first`-th on (counted from 0).
-    accepted: VecDeque<String>,
-    first: u64,
-    /// Lines of valid records that were never given to the client.
-    never_sent: Vec<String>,
+    never_sent: Vec<Record>,
 }
 
 impl HandBack {
-    /// A record from this line was accepted by the client.
-    pub fn accepted(&mut self, line: &[u8]) {
-        self.accepted
-            .push_back(String::from_utf8_lossy(line).into_owned());
+    /// A record the client never had keeps the time it was read as its event time,
+    /// as the client keeps a record's stamp when it hands it back.
+    pub fn never_sent(&mut self, record: Record) {
+        let record = match record.get_event_time() {
+            Some(_) => record,
+            None => record.event_time(now()),
+        };
+        self.never_sent.push(record);
     }
 
-    /// A valid record from this line was never given to the client.
-    pub fn never_sent(&mut self, line: &[u8]) {
-        self.never_sent
-            .push(String::from_utf8_lossy(line).into_owned());
+    /// How many records there are to hand back, with `unsent` from `close`.
+    pub fn count(&self, unsent: &[Record]) -> u64 {
+        (unsent.len() + self.never_sent.len()) as u64
     }
 
-    /// Forgets the lines of delivered records (the client's delivered count only grows).
-    pub fn delivered(&mut self, delivered: u64) {
-        while self.first < delivered && self.accepted.pop_front().is_some() {
-            self.first += 1;
-        }
-    }
-
-    /// The lines to hand back when the first `delivered` accepted records were delivered.
-    pub fn lines(&self, delivered: u64) -> impl Iterator<Item = &str> {
-        let skip = usize::try_from(delivered.saturating_sub(self.first)).unwrap_or(usize::MAX);
-        self.accepted
+    /// The records to hand back as lines: close's first (they were accepted before
+    /// any that was never sent), in order.
+    pub fn lines<'a>(
+        &'a self,
+        unsent: &'a [Record],
+        service_tree_id: Option<&'a str>,
+    ) -> impl Iterator<Item = String> + 'a {
+        unsent
             .iter()
-            .skip(skip)
             .chain(&self.never_sent)
-            .map(String::as_str)
+            .map(move |record| line(record, service_tree_id))
     }
 
-    /// Writes the lines to hand back into `file` (created before sending, so that a
-    /// path that cannot be written is known at once).
-    pub fn write(&self, delivered: u64, file: File, path: &Path) -> Result<u64, String> {
+    /// Writes the lines into `file` (created before sending, so that a path that
+    /// cannot be written is known at once).
+    pub fn write(
+        &self,
+        unsent: &[Record],
+        service_tree_id: Option<&str>,
+        file: File,
+        path: &Path,
+    ) -> Result<(), String> {
         let mut out = BufWriter::new(file);
-        let mut n = 0;
-        let result: io::Result<()> = (|| {
-            for line in self.lines(delivered) {
-                writeln!(out, "{line}")?;
-                n += 1;
-            }
-            out.flush()
-        })();
-        result.map(|()| n).map_err(|e| {
+        let result: io::Result<()> = self
+            .lines(unsent, service_tree_id)
+            .try_for_each(|line| writeln!(out, "{line}"))
+            .and_then(|()| out.flush());
+        result.map_err(|e| {
             format!(
                 "cannot write the undelivered records to {}: {e}",
                 path.display()
@@ -69,29 +71,42 @@ impl HandBack {
     }
 }
 
+/// `json::to_line`, with the service tree id the record was sent under as `env_ikey`, so
+/// the line needs no --service-tree-id to be sent again.
+fn line(record: &Record, service_tree_id: Option<&str>) -> String {
+    let mut value = to_value(record);
+    if let (Some(id), Some(Json::Object(fields))) = (service_tree_id, value.get_mut("record")) {
+        fields.insert("env_ikey".into(), Json::from(id));
+    }
+    value.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use geneva_audit::json::parse_line;
+
+    const SVC: &str = "e6c9fcb1-7f08-4c1d-9e7a-123456789abc";
 
     #[test]
-    fn the_undelivered_tail_and_the_never_sent_are_handed_back_in_order() {
-        let mut h = HandBack::default();
-        for line in ["a", "b", "c"] {
-            h.accepted(line.as_bytes());
-        }
-        h.never_sent(b"d");
-        assert_eq!(h.lines(1).collect::<Vec<_>>(), ["b", "c", "d"]);
-        assert_eq!(h.lines(3).collect::<Vec<_>>(), ["d"]);
+    fn a_handed_back_line_reads_back_with_its_id_and_time() {
+        let record = Record::data_plane()
+            .operation_name("op")
+            .event_time(1_700_000_000);
+        let line = line(&record, Some(SVC));
+        let msg = parse_line(&line).unwrap();
+        assert_eq!(msg.service_tree_id.as_deref(), Some(SVC));
+        assert_eq!(msg.ts, Some(1_700_000_000));
+        assert_eq!(msg.record(), Some(&record));
     }
 
     #[test]
-    fn delivered_lines_are_forgotten() {
+    fn a_record_never_sent_gets_the_time_it_was_read() {
         let mut h = HandBack::default();
-        for line in ["a", "b", "c"] {
-            h.accepted(line.as_bytes());
-        }
-        h.delivered(2);
-        assert_eq!((h.first, h.accepted.len()), (2, 1));
-        assert_eq!(h.lines(2).collect::<Vec<_>>(), ["c"]);
+        h.never_sent(Record::control_plane());
+        h.never_sent(Record::data_plane().event_time(5));
+        assert!(h.never_sent[0].get_event_time().is_some());
+        assert_eq!(h.never_sent[1].get_event_time(), Some(5));
+        assert_eq!(h.count(&[Record::data_plane()]), 3);
     }
 }

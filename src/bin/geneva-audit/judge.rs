@@ -38,9 +38,6 @@ fn syntax_error(e: &serde_json::Error) -> String {
 #[derive(Debug)]
 pub struct Accepted {
     pub record: Record,
-    /// The line's own `ts`, if it has one.
-    #[expect(dead_code, reason = "send passes it on once Record::event_time lands")]
-    pub ts: Option<i64>,
 }
 
 /// Judges record lines one by one. The service tree id in use is `--service-tree-id`,
@@ -81,7 +78,8 @@ impl Judge {
                     .to_owned());
             }
         };
-        validate_service_tree_id(&id).map_err(|e| format!("record.env_ikey: {e}"))?;
+        // Canonical already (the JSON form and --service-tree-id are parsed as UUIDs).
+        let id = validate_service_tree_id(&id).map_err(|e| format!("record.env_ikey: {e}"))?;
         record.validate().map_err(|e| e.to_string())?;
         let size = encoded_len(&id, &record);
         if size > MAX_FRAME_SIZE {
@@ -90,7 +88,7 @@ impl Judge {
             ));
         }
         self.service_tree_id.get_or_insert(id);
-        Ok(Accepted { record, ts: msg.ts })
+        Ok(Accepted { record })
     }
 }
 

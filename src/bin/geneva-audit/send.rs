@@ -48,8 +48,15 @@ pub fn run(args: &SendArgs) -> ExitCode {
             }
         }
     }
-    let (summary, handback) = send.finish();
-    finish(args, summary, &handback, unsent_file)
+    let (summary, handback, unsent, id) = send.finish();
+    finish(
+        args,
+        summary,
+        &handback,
+        &unsent,
+        id.as_deref(),
+        unsent_file,
+    )
 }
 
 /// Writes the records not delivered and the summary; the exit status.
@@ -57,13 +64,15 @@ fn finish(
     args: &SendArgs,
     mut summary: Summary,
     handback: &HandBack,
+    unsent: &[Record],
+    service_tree_id: Option<&str>,
     unsent_file: Option<File>,
 ) -> ExitCode {
     let mut ok = true;
-    summary.handed_back = handback.lines(summary.delivered).count() as u64;
+    summary.handed_back = handback.count(unsent);
     if let (Some(file), Some(path)) = (unsent_file, &args.unsent) {
         summary.unsent_file = Some(path.clone());
-        if let Err(e) = handback.write(summary.delivered, file, path) {
+        if let Err(e) = handback.write(unsent, service_tree_id, file, path) {
             eprintln!("geneva-audit: {e}");
             ok = false;
         }
@@ -120,7 +129,7 @@ impl Send {
     fn line(&mut self, n: usize, line: &[u8]) {
         self.summary.lines += 1;
         match self.judge.judge(line) {
-            Ok(accepted) => self.send(accepted.record, line),
+            Ok(accepted) => self.send(accepted.record),
             Err(rule) => {
                 self.summary.refused += 1;
                 self.console.say(&format!("line {n}: {rule}"));
@@ -129,36 +138,32 @@ impl Send {
         self.show_progress();
     }
 
-    fn send(&mut self, mut record: Record, line: &[u8]) {
+    fn send(&mut self, mut record: Record) {
         if self.summary.stopped.is_some() {
-            self.handback.never_sent(line);
+            self.handback.never_sent(record);
             return;
         }
         let Some(client) = self.client() else {
-            self.handback.never_sent(line);
+            self.handback.never_sent(record);
             return;
         };
         loop {
             match client.send_timeout(record, SLICE) {
-                Ok(()) => {
-                    self.handback.accepted(line);
-                    return;
-                }
+                Ok(()) => return,
                 Err(SendError::QueueFull(r)) => record = r,
                 Err(e) => {
                     // The judge applied the client's rules already: only a client that
                     // stopped working refuses here.
                     self.stop(format!("the client refused a record: {e}"));
-                    self.handback.never_sent(line);
+                    self.handback.never_sent(e.into_record());
                     return;
                 }
             }
             let stats = client.stats();
-            self.handback.delivered(delivered(&stats));
             self.show_progress();
             if self.stall.expired(&stats) {
                 self.stop(self.stall_reason());
-                self.handback.never_sent(line);
+                self.handback.never_sent(record);
                 return;
             }
         }
@@ -207,7 +212,9 @@ impl Send {
 
     /// Waits until every accepted record is delivered or the timeout says stop, closes
     /// the client and tells its last notifications.
-    fn finish(mut self) -> (Summary, HandBack) {
+    /// Also returns what `close` handed back and the service tree id in use.
+    fn finish(mut self) -> (Summary, HandBack, Vec<Record>, Option<String>) {
+        let mut unsent = Vec::new();
         if let Some(client) = self.client.take() {
             if self.summary.stopped.is_none() {
                 self.wait_for_delivery(&client);
@@ -219,6 +226,10 @@ impl Send {
             };
             let report = client.close(close_timeout);
             self.summary.delivered = report.delivered;
+            // What a thread stuck in the OS held is lost without being handed back.
+            let handed = report.unsent.len() as u64;
+            self.summary.lost = report.stats.lost.saturating_sub(handed);
+            unsent = report.unsent;
             if !report.clean && self.summary.stopped.is_none() {
                 self.summary.stopped = Some(format!(
                     "closing the client took longer than {} s",
@@ -230,7 +241,8 @@ impl Send {
             notices.finish();
         }
         self.progress.finish();
-        (self.summary, self.handback)
+        let id = self.judge.service_tree_id().map(str::to_owned);
+        (self.summary, self.handback, unsent, id)
     }
 
     fn wait_for_delivery(&mut self, client: &Client) {
@@ -246,7 +258,6 @@ impl Send {
                 Err(_) => {} // Timeout, or a refusal a later version adds: look again
             }
             let stats = client.stats();
-            self.handback.delivered(delivered(&stats));
             self.show_progress();
             if self.stall.expired(&stats) {
                 self.stop(self.stall_reason());

@@ -14,6 +14,8 @@ pub struct Summary {
     pub delivered: u64,
     /// Valid records not delivered (written to the --unsent file, if given).
     pub handed_back: u64,
+    /// Records lost without being handed back (held by a thread stuck in the OS).
+    pub lost: u64,
     /// Where they were written.
     pub unsent_file: Option<PathBuf>,
     /// Why sending stopped early, if it did.
@@ -24,7 +26,11 @@ pub struct Summary {
 
 impl Summary {
     pub fn success(&self) -> bool {
-        self.refused == 0 && self.handed_back == 0 && self.stopped.is_none() && self.input_complete
+        self.refused == 0
+            && self.handed_back == 0
+            && self.lost == 0
+            && self.stopped.is_none()
+            && self.input_complete
     }
 
     pub fn text(&self) -> String {
@@ -35,6 +41,12 @@ impl Summary {
             count(self.refused, "line"),
             count(self.lines, "line"),
         );
+        if self.lost > 0 {
+            s.push_str(&format!(
+                "\ngeneva-audit: {} lost: a thread stuck in the OS held them at close",
+                count(self.lost, "record")
+            ));
+        }
         if let Some(why) = &self.stopped {
             s.push_str(&format!("\ngeneva-audit: stopped: {why}"));
         }
@@ -61,6 +73,7 @@ impl Summary {
             "refused": self.refused,
             "delivered": self.delivered,
             "handed_back": self.handed_back,
+            "lost": self.lost,
             "unsent_file": self.unsent_file.as_ref().map(|p| p.display().to_string()),
             "stopped": self.stopped,
             "input_complete": self.input_complete,
