@@ -138,7 +138,7 @@ impl ClientBuilder {
     /// read, and keeps every record until it is read ([`Stats::delivered`](crate::Stats::delivered)). After a
     /// failure it writes the rest again before anything else: at-least-once delivery
     /// across agent crashes, with duplicates limited to what the agent read since the
-    /// client last looked (it looks every 256 records written, when idle, and while a
+    /// client last looked (it looks every 512 records written, when idle, and while a
     /// `flush` or `close` waits; at most what the send buffer holds). A new connection
     /// carries one record until the agent has read it, so each connection the agent
     /// reads from moves the stream forward.

@@ -41,7 +41,7 @@ const FIRST_POLL: Duration = Duration::from_millis(1);
 
 /// How often, in records written, a busy writer asks the kernel what the agent has read:
 /// each check is two syscalls, so the stream's unconfirmed tail is trimmed in batches.
-const READ_CHECK_EVERY: usize = 256;
+const READ_CHECK_EVERY: usize = 512;
 
 /// While someone waits on the agent's reads (a new connection's first record, `flush`,
 /// `close`), the writer looks again after this long at first, doubling up to
