@@ -85,9 +85,7 @@ impl Inner {
         let left = self.counters.snapshot(0);
         let abandoned = left.pending + left.in_flight;
         if abandoned > 0 {
-            self.counters
-                .written
-                .fetch_sub(left.in_flight, Ordering::Relaxed);
+            Counters::sub(&self.counters.written, left.in_flight);
             Counters::add(&self.counters.lost, abandoned);
             self.shared.notifier.publish(Event::RecordsLost {
                 count: abandoned,

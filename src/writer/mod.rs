@@ -60,8 +60,12 @@ struct Current {
     probe_written: Option<Instant>,
     /// Records written since the last look at the agent's reads.
     since_check: usize,
-    /// A write returned short since the agent was last seen alive.
+    /// A write returned short since the agent was last seen alive: a blocked write that
+    /// the agent's leaving woke takes (and clears) the reset it left.
     short_write: bool,
+    /// The agent was seen to leave with bytes unread: nothing more is confirmed on this
+    /// connection, however clean it looks afterwards.
+    reset: bool,
 }
 
 pub(crate) struct Writer {
@@ -214,6 +218,7 @@ impl Writer {
             probe_written: None,
             since_check: 0,
             short_write: false,
+            reset: false,
         });
         self.next_heartbeat = None;
     }
@@ -291,7 +296,11 @@ impl Writer {
             Err(e) => {
                 // First learn what the agent read, so only the rest is written again
                 // (unless the error itself says the agent left with bytes unread).
-                if e.kind() != io::ErrorKind::ConnectionReset {
+                if e.kind() == io::ErrorKind::ConnectionReset {
+                    if let Some(current) = self.current.as_mut() {
+                        current.reset = true;
+                    }
+                } else {
                     let _closed = self.learn_reads();
                 }
                 self.fail(e);
@@ -341,14 +350,20 @@ impl Writer {
             return Ok(());
         };
         current.since_check = 0;
-        let mut peer = current.conn.peer();
-        match peer {
-            Peer::Reading { .. } => current.short_write = false,
-            // A blocked write that the peer's leaving woke returns short, having taken
-            // (and cleared) the reset the peer left: then a close that looks clean may
-            // not be.
-            Peer::Closed { .. } if current.short_write => peer = Peer::Reset,
-            _ => {}
+        let peer = match current.conn.peer() {
+            _ if current.reset => Peer::Reset,
+            peer @ Peer::Reading { .. } => {
+                current.short_write = false;
+                peer
+            }
+            // After a short write an empty count may be the agent's unread bytes thrown
+            // away with a reset the write took; a count above zero is still the truth
+            // (the kernel empties it when the agent leaves), as after our own shutdown.
+            Peer::Closed { unread: 0 } if current.short_write => Peer::Reset,
+            peer => peer,
+        };
+        if peer == Peer::Reset {
+            current.reset = true;
         }
         match peer {
             Peer::Reading { unread } => {
@@ -401,7 +416,9 @@ impl Writer {
     /// record goes unread for the write timeout is given up like a write that timed out.
     fn wait_for_reads(&mut self) {
         self.link.room.wake_if_waiting();
-        if self.rx.is_empty() {
+        // Parks even with records queued when it cannot take them now: a new connection
+        // waiting for its first record to be read must not spin on a full outbox.
+        if self.rx.is_empty() || self.outbox.planned_bytes() >= WRITE_BYTES {
             thread::park_timeout(self.read_wait);
         }
         self.read_wait = (self.read_wait * 2).min(READ_WAIT_MAX);
@@ -451,9 +468,7 @@ impl Writer {
         }
         let unconfirmed = failure.unconfirmed as u64;
         // Written no more: back to pending, or lost without the replay.
-        counters
-            .written
-            .fetch_sub(unconfirmed, std::sync::atomic::Ordering::Relaxed);
+        Counters::sub(&counters.written, unconfirmed);
         if self.replay {
             Counters::add(&counters.replayed, unconfirmed);
         } else if unconfirmed > 0 {
@@ -535,10 +550,7 @@ impl Writer {
         self.link.room.wake_all();
         let unsent = self.outbox.into_unsent();
         // Handed back, so written no more.
-        self.link
-            .counters
-            .written
-            .fetch_sub(unsent.written as u64, std::sync::atomic::Ordering::Relaxed);
+        Counters::sub(&self.link.counters.written, unsent.written as u64);
         unsent.records
     }
 }
