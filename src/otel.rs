@@ -30,14 +30,14 @@
 //!
 //! ```
 //! use geneva_audit::{Client, MemorySink, Transport};
-//! use opentelemetry::metrics::MeterProvider as _;
-//! use opentelemetry_sdk::metrics::SdkMeterProvider;
 //!
-//! let provider = SdkMeterProvider::builder().build(); // your exporters here
+//! // The meter provider your service set up (an `SdkMeterProvider` with your
+//! // exporters, installed as the global one).
+//! let meter = opentelemetry::global::meter("geneva-audit");
 //! let client = Client::builder("e6c9fcb1-7f08-4c1d-9e7a-123456789abc")
 //!     .transport(Transport::Memory(MemorySink::new()))
 //!     .build()?;
-//! let metrics = geneva_audit::otel::register(&client, &provider.meter("geneva-audit"));
+//! let metrics = geneva_audit::otel::register(&client, &meter);
 //! // ... send records; the pipeline reads the counters when it collects ...
 //! drop(metrics); // with the client: the registration holds a handle to it
 //! # Ok::<(), Box<dyn std::error::Error>>(())

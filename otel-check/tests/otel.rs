@@ -1,8 +1,8 @@
 //! The `otel` feature: instruments read back through the OpenTelemetry SDK after real
 //! traffic through the test agent agree with `Client::stats`, and registering them does
 //! not keep the client alive.
-#![cfg(feature = "otel")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
