@@ -25,11 +25,15 @@ fn commands(manual: &str) -> Vec<String> {
     out
 }
 
-/// The command as a shell line: our binary, and /tmp/ replaced by a test directory.
+/// The command as a shell line: /tmp/ replaced by a test directory, then the leading
+/// `geneva-audit` by our binary (in that order: the binary's own path may lie under
+/// /tmp/, as a checkout there does).
 fn shell_line(command: &str, tmp: &Path) -> String {
-    command
-        .replacen("geneva-audit", BIN, 1)
-        .replace("/tmp/", &format!("{}/", tmp.display()))
+    let command = command.replace("/tmp/", &format!("{}/", tmp.display()));
+    match command.strip_prefix("geneva-audit") {
+        Some(rest) => format!("'{BIN}'{rest}"),
+        None => command,
+    }
 }
 
 #[test]
