@@ -356,10 +356,11 @@ impl Writer {
                 current.short_write = false;
                 peer
             }
-            // After a short write an empty count may be the agent's unread bytes thrown
-            // away with a reset the write took; a count above zero is still the truth
-            // (the kernel empties it when the agent leaves), as after our own shutdown.
-            Peer::Closed { unread: 0 } if current.short_write => Peer::Reset,
+            // After a short write a closed connection may have been reset, the write
+            // having taken the reset: the kernel may be emptying the agent's unread
+            // bytes as we count them, so no count can be trusted then (not even after
+            // our own shutdown at close's deadline: what is not confirmed comes back).
+            Peer::Closed { .. } if current.short_write => Peer::Reset,
             peer => peer,
         };
         if peer == Peer::Reset {
