@@ -188,7 +188,7 @@ impl Outbox {
                 self.buffered += 1;
                 i += 1;
             } else if let Some(f) = self.frames.remove(i) {
-                self.count_lost(f.seq);
+                count_lost(&mut self.markers, f.seq);
                 lost += 1;
             }
         }
@@ -368,11 +368,7 @@ impl Outbox {
             self.rebuffer_written(service_tree_id);
         } else {
             for f in self.frames.drain(..self.written) {
-                for m in &mut self.markers {
-                    if f.seq < m.seq {
-                        m.lost += 1;
-                    }
-                }
+                count_lost(&mut self.markers, f.seq);
             }
             self.written = 0;
         }
@@ -427,14 +423,6 @@ impl Outbox {
         });
     }
 
-    fn count_lost(&mut self, seq: u64) {
-        for m in &mut self.markers {
-            if seq < m.seq {
-                m.lost += 1;
-            }
-        }
-    }
-
     /// Everything left, in order, for `close` to hand back, each with the time it was
     /// stamped with (so it can be sent again as it was); waiting flushes are told the
     /// client stopped first.
@@ -450,6 +438,13 @@ impl Outbox {
                 .map(|f| f.record.event_time(f.ts))
                 .collect(),
         }
+    }
+}
+
+/// The record `seq` was lost: every flush waiting for it hears so.
+fn count_lost(markers: &mut [Marker], seq: u64) {
+    for m in markers.iter_mut().filter(|m| seq < m.seq) {
+        m.lost += 1;
     }
 }
 
