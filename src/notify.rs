@@ -73,6 +73,13 @@ pub enum Event {
         /// Records waiting to be written again.
         pending_records: usize,
     },
+    /// The agent closed the connection after reading everything written to it (an
+    /// agent restarting, or a receiver that was done): nothing failed and nothing is
+    /// lost. The client reconnects for the records that come next.
+    AgentLeft {
+        /// Records waiting for the next connection.
+        pending_records: usize,
+    },
     /// Accepted records were not written.
     RecordsLost {
         /// How many.
@@ -120,6 +127,11 @@ impl std::fmt::Display for Event {
                 f,
                 "write failed: {error}; {pending_records} records wait for the next connection"
             ),
+            Event::AgentLeft { pending_records } => write!(
+                f,
+                "the agent closed the connection after reading everything written; \
+                 {pending_records} records wait for the next connection"
+            ),
             Event::RecordsLost { count, reason } => match reason {
                 LossReason::Closed => write!(
                     f,
@@ -147,7 +159,7 @@ impl std::fmt::Display for Event {
 #[cfg(feature = "log")]
 fn log_event(event: &Event) {
     let level = match event {
-        Event::Connected { .. } => log::Level::Info,
+        Event::Connected { .. } | Event::AgentLeft { .. } => log::Level::Info,
         Event::ConnectFailed { .. } | Event::WriteFailed { .. } => log::Level::Warn,
         Event::RecordsLost { .. } | Event::ClientDead { .. } => log::Level::Error,
     };

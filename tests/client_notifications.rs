@@ -195,3 +195,55 @@ fn every_handle_reads_the_same_single_stream() {
     let n = report.stats.connect_failures as u32;
     assert_eq!(all, (1..=n).collect::<Vec<_>>());
 }
+
+/// An agent that reads until it has `n` record frames, then closes the connection: the
+/// client hears of the agent leaving, never of a failed write, and counts no error.
+#[test]
+fn an_agent_leaving_after_reading_everything_is_no_write_failure() {
+    use geneva_audit::agent::FrameSplitter;
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+
+    const N: u64 = 2_000;
+    let dir = TempDir::new("agent-leaves");
+    let listener = UnixListener::bind(dir.socket()).unwrap();
+    let agent = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut splitter = FrameSplitter::for_connection(0, 1 << 20);
+        let (mut records, mut buf) = (0u64, vec![0u8; 64 * 1024]);
+        while records < N {
+            let n = socket.read(&mut buf).unwrap();
+            assert!(n > 0, "the client closed first, after {records} records");
+            for frame in splitter.push(&buf[..n]) {
+                records += u64::from(seq(&frame.unwrap()).is_some());
+            }
+        }
+        // Everything read; a receiver that is done leaves.
+    });
+    let client = builder().unix_socket(dir.socket()).build().unwrap();
+    let notifications = client.notifications();
+    send_range(&client, 0, N);
+    agent.join().unwrap();
+    // The writer finds the agent gone at its next look at the agent's reads.
+    let left = loop {
+        let n = notifications.recv_timeout(PATIENCE).expect("AgentLeft");
+        match n.event {
+            Event::Connected { .. } => continue,
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(left, Event::AgentLeft { pending_records: 0 }),
+        "{left:?}"
+    );
+    let report = client.close(Duration::ZERO);
+    assert_eq!(report.delivered, N);
+    assert_eq!(report.stats.write_errors, 0);
+    assert!(report.unsent.is_empty());
+    assert!(
+        !notifications
+            .try_iter()
+            .any(|n| matches!(n.event, Event::WriteFailed { .. })),
+        "a write failure reported after every record was delivered"
+    );
+}

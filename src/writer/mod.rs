@@ -49,6 +49,14 @@ const READ_CHECK_EVERY: usize = 512;
 const READ_WAIT_MIN: Duration = Duration::from_micros(50);
 const READ_WAIT_MAX: Duration = Duration::from_millis(1);
 
+/// How a connection ended.
+enum Gone {
+    /// The agent closed it after reading everything written to it.
+    Left,
+    /// A write or the kernel said it failed.
+    Failed(io::Error),
+}
+
 /// The connection in use, and what the writer knows of it.
 struct Current {
     conn: Connection,
@@ -296,14 +304,20 @@ impl Writer {
             Err(e) => {
                 // First learn what the agent read, so only the rest is written again
                 // (unless the error itself says the agent left with bytes unread).
-                if e.kind() == io::ErrorKind::ConnectionReset {
+                // A write refused after the agent left having read everything is the
+                // agent's leaving, not a failure.
+                let gone = if e.kind() == io::ErrorKind::ConnectionReset {
                     if let Some(current) = self.current.as_mut() {
                         current.reset = true;
                     }
+                    Gone::Failed(e)
                 } else {
-                    let _closed = self.learn_reads();
-                }
-                self.fail(e);
+                    match self.learn_reads() {
+                        Err(Gone::Left) => Gone::Left,
+                        _ => Gone::Failed(e),
+                    }
+                };
+                self.drop_connection(gone);
             }
         }
         true
@@ -338,14 +352,14 @@ impl Writer {
     /// Asks the kernel what the agent has read and confirms it; a connection found closed
     /// fails, so what it left unread is written again on the next one.
     fn check_reads(&mut self) {
-        if let Err(e) = self.learn_reads() {
-            self.fail(e);
+        if let Err(gone) = self.learn_reads() {
+            self.drop_connection(gone);
         }
     }
 
-    /// Confirms what the kernel says the agent has read; an error when the connection
-    /// turns out to be closed.
-    fn learn_reads(&mut self) -> io::Result<()> {
+    /// Confirms what the kernel says the agent has read; how the connection ended when
+    /// it turns out to be closed.
+    fn learn_reads(&mut self) -> Result<(), Gone> {
         let Some(current) = self.current.as_mut() else {
             return Ok(());
         };
@@ -371,17 +385,22 @@ impl Writer {
                 self.confirm(unread);
                 Ok(())
             }
+            // Everything written was read: the agent left, nothing failed.
+            Peer::Closed { unread: 0 } => {
+                self.confirm(0);
+                Err(Gone::Left)
+            }
             Peer::Closed { unread } => {
                 self.confirm(unread);
-                Err(io::Error::new(
+                Err(Gone::Failed(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
-                    "the agent closed the connection",
-                ))
+                    format!("the agent closed the connection with {unread} bytes unread"),
+                )))
             }
-            Peer::Reset => Err(io::Error::new(
+            Peer::Reset => Err(Gone::Failed(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 "the agent closed the connection with records unread",
-            )),
+            ))),
             Peer::Unknown => {
                 current.confirm_on_write = true;
                 self.confirm(0);
@@ -443,15 +462,24 @@ impl Writer {
     /// The connection failed: what the agent was not seen to read goes back to be
     /// written first on the next connection, which the supervisor is asked for.
     fn fail(&mut self, e: io::Error) {
-        let (kind, error) = if e.kind() == io::ErrorKind::WouldBlock {
-            (
+        self.drop_connection(Gone::Failed(e));
+    }
+
+    /// The connection is over, failed or left by the agent: what the agent was not seen
+    /// to read goes back to be written first on the next connection, which the
+    /// supervisor is asked for.
+    fn drop_connection(&mut self, gone: Gone) {
+        let failed = match gone {
+            Gone::Failed(e) if e.kind() == io::ErrorKind::WouldBlock => Some((
                 io::ErrorKind::TimedOut,
                 format!("write timed out after {:?}", self.config.write_timeout),
-            )
-        } else {
-            (e.kind(), e.to_string())
+            )),
+            Gone::Failed(e) => Some((e.kind(), e.to_string())),
+            Gone::Left => None,
         };
-        Counters::add(&self.counters().write_errors, 1);
+        if failed.is_some() {
+            Counters::add(&self.counters().write_errors, 1);
+        }
         // A failure of our own making (close cutting the socket off at its deadline)
         // leaves the records where they are: `finish` hands back what was not read.
         if self.link.lifecycle().stopping() {
@@ -476,10 +504,14 @@ impl Writer {
             self.lose(unconfirmed, LossReason::NotRead);
             self.outbox.settle_markers();
         }
-        self.link.notifier.publish(Event::WriteFailed {
-            kind,
-            error,
-            pending_records: self.outbox.unwritten(),
+        let pending_records = self.outbox.unwritten();
+        self.link.notifier.publish(match failed {
+            Some((kind, error)) => Event::WriteFailed {
+                kind,
+                error,
+                pending_records,
+            },
+            None => Event::AgentLeft { pending_records },
         });
         self.next_heartbeat = None;
         if let Some(current) = self.current.take() {
@@ -507,8 +539,9 @@ impl Writer {
             // record waits at most `idle_poll`.
             self.poll = (self.poll * 2).min(self.config.idle_poll);
         }
-        if self.outbox.unconfirmed() > 0 {
-            // Also finds an agent that went away while nothing was being written.
+        if self.current.is_some() {
+            // Also finds an agent that went away while nothing was being written, so its
+            // leaving is told as it happens and the next record finds a new connection.
             self.check_reads();
         }
         self.link.room.wake_if_waiting();

@@ -155,6 +155,11 @@ fn print_until(events: &Events, stopped: &Receiver<()>, destination: &str, conso
     let mut quieter = Quieter::default();
     let mut texts = HashMap::new();
     let mut say = |event: &Event| {
+        // The agent leaving after reading everything is no news for the user: records
+        // that come next go on a new connection (a failure there is reported).
+        if let Event::AgentLeft { .. } = event {
+            return;
+        }
         let (key, text) = describe(event, destination);
         if let Some(line) = quieter.line(key.clone(), &text, Instant::now()) {
             console.say(&format!("geneva-audit: {line}"));
