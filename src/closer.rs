@@ -1,56 +1,128 @@
-//! Connections are closed on threads of their own: a close that hangs (a bad
-//! host-mounted socket) must never stall the writer or `close`. If the closes of broken
-//! connections hang and pile up, the client declares itself dead.
+//! Connections are closed on a thread of their own: a close that hangs (a bad
+//! host-mounted socket) must never stall the writer or `close`.
+//!
+//! One long-lived thread closes them one after the other, started with the first close
+//! and ended when the client is gone. The client dies only of a close that truly hangs:
+//! one that has been running for longer than the write timeout. How many closes wait at
+//! an instant is no sign of a hang: on a starved machine the closer may simply not have
+//! run yet, and a client that gave up then would be lost for good over nothing.
 
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Sender, unbounded};
+use parking_lot::Mutex;
 use socket2::Socket;
 
 use crate::link::Link;
 use crate::transport::Connection;
 
-/// Closes of broken connections allowed to hang at once before the client gives up.
-pub(crate) const MAX_PENDING_CLOSES: usize = 4;
+/// A connection to close, with a second handle on the same socket if there is one.
+type Closing = (Connection, Option<Socket>);
+
+/// The closer thread, and what it tells about the close it is in.
+pub(crate) struct Closer {
+    /// Started with the first close; dropping it ends the thread once its closes are done.
+    tx: Mutex<Option<Sender<Closing>>>,
+    /// Since when the close the thread is in has been running (`None`: none is).
+    busy_since: Arc<Mutex<Option<Instant>>>,
+    /// How long a close may run before the client counts it as hanging.
+    hang_after: Duration,
+}
+
+impl Closer {
+    pub(crate) fn new(hang_after: Duration) -> Closer {
+        Closer {
+            tx: Mutex::new(None),
+            busy_since: Arc::new(Mutex::new(None)),
+            hang_after,
+        }
+    }
+
+    /// Hands `closing` to the closer thread, starting it if need be. Without a thread
+    /// (none could be started), the handles are dropped here.
+    fn close(&self, closing: Closing) {
+        let mut tx = self.tx.lock();
+        if tx.is_none() {
+            *tx = self.start();
+        }
+        if let Some(sender) = tx.as_ref() {
+            // The thread only ends when this sender is gone, so a send cannot fail; if it
+            // did, the handles would come back in the error and drop here.
+            let _ = sender.send(closing);
+        }
+    }
+
+    fn start(&self) -> Option<Sender<Closing>> {
+        let (tx, rx) = unbounded::<Closing>();
+        let busy_since = Arc::clone(&self.busy_since);
+        thread::Builder::new()
+            .name("geneva-audit-close".into())
+            .spawn(move || {
+                for (conn, active) in rx {
+                    *busy_since.lock() = Some(Instant::now());
+                    drop(conn);
+                    drop(active);
+                    *busy_since.lock() = None;
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    }
+
+    /// How long the close in progress has been running, if longer than allowed.
+    fn hanging(&self) -> Option<Duration> {
+        let since = (*self.busy_since.lock())?;
+        let running = since.elapsed();
+        (running > self.hang_after).then_some(running)
+    }
+}
 
 impl Link {
-    /// The writer's connection broke: it is closed on a thread of its own, so a close
-    /// that hangs (a bad host-mounted socket) never stalls the writer. Too many hanging
-    /// closes kill the client.
+    /// The writer's connection broke: it is closed on the closer thread, so a close that
+    /// hangs (a bad host-mounted socket) never stalls the writer. A close that has hung
+    /// for longer than the write timeout kills the client: connections would pile up
+    /// behind it.
     pub(crate) fn retire(self: &Arc<Self>, conn: Connection) {
         let active = self.lock().active.take();
-        let pending = self.close_in_background(conn, active);
-        if pending > MAX_PENDING_CLOSES {
+        self.closer.close((conn, active));
+        if let Some(running) = self.closer.hanging() {
             self.die(format!(
-                "{pending} closes of broken connections are hanging; giving up"
+                "closing a broken connection has been hanging for {:.1} s (the write \
+                 timeout is {:.1} s); giving up",
+                running.as_secs_f64(),
+                self.closer.hang_after.as_secs_f64()
             ));
         }
     }
 
-    /// A connection the client is done with as it stops: closed on a thread of its own
+    /// A connection the client is done with as it stops: closed on the closer thread
     /// too, so a close that hangs cannot hold up `close` (which waits for the writer and
-    /// the supervisor), and never counted against the client's life.
+    /// the supervisor).
     pub(crate) fn let_go(self: &Arc<Self>, conn: Connection, active: Option<Socket>) {
-        self.close_in_background(conn, active);
+        self.closer.close((conn, active));
     }
+}
 
-    /// Closes `conn`, and `active` (a second handle on the same socket), on a thread of
-    /// its own; returns how many such closes are now unfinished.
-    fn close_in_background(self: &Arc<Self>, conn: Connection, active: Option<Socket>) -> usize {
-        self.lock().pending_closes += 1;
-        let shared = Arc::clone(self);
-        let closer = thread::Builder::new()
-            .name("geneva-audit-close".into())
-            .spawn(move || {
-                drop(conn);
-                drop(active);
-                shared.lock().pending_closes -= 1;
-            });
-        if closer.is_err() {
-            // No thread to close on: the handles moved into the failed closure were
-            // dropped with it, so the close already happened here.
-            self.lock().pending_closes -= 1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_counts_as_hanging_only_once_it_has_run_longer_than_allowed() {
+        let closer = Closer::new(Duration::from_secs(5));
+        assert_eq!(closer.hanging(), None);
+        *closer.busy_since.lock() = Some(Instant::now());
+        assert_eq!(closer.hanging(), None);
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(6));
+        if let Some(long_ago) = long_ago {
+            *closer.busy_since.lock() = Some(long_ago);
+            assert!(
+                closer
+                    .hanging()
+                    .is_some_and(|d| d >= Duration::from_secs(6))
+            );
         }
-        self.lock().pending_closes
     }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use socket2::Socket;
 
+use crate::closer::Closer;
 use crate::notify::{Event, Notifier};
 use crate::room::Room;
 use crate::stats::Counters;
@@ -29,6 +30,8 @@ pub(crate) struct Link {
     pub(crate) writer_parked: CachePadded<AtomicBool>,
     /// Where producers wait for room in a full queue.
     pub(crate) room: Room,
+    /// Closes connections on a thread of its own.
+    pub(crate) closer: Closer,
 }
 
 /// Where the client is in its life. It only moves forward, in this order.
@@ -65,8 +68,6 @@ pub(crate) struct LinkState {
     pub(crate) active: Option<Socket>,
     /// Where the client is in its life.
     pub(crate) lifecycle: Lifecycle,
-    /// Closes of broken connections still running.
-    pub(crate) pending_closes: usize,
     /// The agent was seen reading the current connection: the next reconnection may come
     /// without backoff. (One that fails young without that backs off like a failed
     /// connect, or a crash-looping agent would be reconnected to in a hot loop.)
@@ -76,7 +77,13 @@ pub(crate) struct LinkState {
 }
 
 impl Link {
-    pub(crate) fn new(counters: Arc<Counters>, notifier: Notifier, queue_capacity: usize) -> Self {
+    /// A close running for longer than `hang_after` kills the client (see [`Closer`]).
+    pub(crate) fn new(
+        counters: Arc<Counters>,
+        notifier: Notifier,
+        queue_capacity: usize,
+        hang_after: std::time::Duration,
+    ) -> Self {
         Link {
             state: Mutex::new(LinkState {
                 want: true,
@@ -88,6 +95,7 @@ impl Link {
             dead: CachePadded::new(AtomicBool::new(false)),
             writer_parked: CachePadded::new(AtomicBool::new(false)),
             room: Room::new(queue_capacity),
+            closer: Closer::new(hang_after),
         }
     }
 

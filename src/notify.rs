@@ -87,8 +87,11 @@ pub enum Event {
         /// Why.
         reason: LossReason,
     },
-    /// The client stopped working (closing broken connections hung); it refuses new
-    /// records.
+    /// The client stopped working; it refuses new records. Two things end a client: a
+    /// close of a broken connection that has not returned for longer than the write
+    /// timeout (a socket the kernel cannot close: connections would pile up behind it),
+    /// or a panic of one of its threads. Agent outages, reconnect churn and a starved
+    /// machine never do.
     ClientDead {
         /// Why.
         reason: String,

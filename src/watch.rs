@@ -333,7 +333,7 @@ mod tests {
     fn link() -> Arc<Link> {
         let counters = Arc::new(Counters::default());
         let notifier = Notifier::new(16, Arc::clone(&counters));
-        Arc::new(Link::new(counters, notifier, 16))
+        Arc::new(Link::new(counters, notifier, 16, Duration::from_secs(15)))
     }
 
     fn temp_dir(name: &str) -> PathBuf {

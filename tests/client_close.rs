@@ -259,6 +259,8 @@ fn a_client_whose_closes_hang_dies_wakes_its_waiting_sender_and_still_closes_in_
     let client = builder()
         .transport(Transport::Memory(sink.clone()))
         .queue_capacity(16)
+        // A close that has not returned for this long counts as hanging.
+        .write_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
     let notifications = client.notifications();
@@ -300,7 +302,7 @@ fn a_client_whose_closes_hang_dies_wakes_its_waiting_sender_and_still_closes_in_
     let s = report.stats;
     assert_eq!((s.accepted, s.written, s.lost), (n, 1, n - 1));
     assert_eq!(s.refused_closed, 2);
-    // It bears four hanging closes and dies at the fifth.
-    assert!(s.write_errors >= 5, "{s:?}");
+    // It died at a failure after the first hanging close had run past the write timeout.
+    assert!(s.write_errors >= 2, "{s:?}");
     sink.heal();
 }

@@ -118,6 +118,7 @@ fn iterating_ends_when_the_client_dies() {
     let sink = MemorySink::new();
     let client = builder()
         .transport(Transport::Memory(sink.clone()))
+        .write_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
     let events = client.notifications();

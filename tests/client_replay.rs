@@ -84,7 +84,10 @@ fn agent_restarted_between_bursts_loses_nothing_of_the_next_burst() {
     // Each of the two deaths ended the connection, found by a write (a write error) or
     // by the idle writer's look at the socket (the agent left having read everything),
     // and the records went again on a new connection.
-    let left = events.iter().filter(|e| matches!(e, Event::AgentLeft { .. })).count();
+    let left = events
+        .iter()
+        .filter(|e| matches!(e, Event::AgentLeft { .. }))
+        .count();
     let ends = stats.write_errors + left as u64;
     assert!((2..=4).contains(&ends), "{left} times left, {stats:?}");
     assert_eq!(stats.connects, 3);

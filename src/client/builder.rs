@@ -209,6 +209,7 @@ impl ClientBuilder {
             Arc::clone(&counters),
             notifier,
             config.queue_capacity,
+            config.write_timeout,
         ));
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
 

@@ -33,7 +33,8 @@ pub enum SendError {
     },
     /// The client is closed.
     Closed(Record),
-    /// The client died (closing broken connections hung) and refuses records.
+    /// The client died (see [`Event::ClientDead`](crate::Event::ClientDead) for what ends
+    /// a client) and refuses records.
     Dead(Record),
 }
 
