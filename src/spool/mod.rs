@@ -1,0 +1,729 @@
+//! The spool: encoded frames kept on disk while the agent is away or behind, and across
+//! restarts of the process (see `docs/SPOOL.md`).
+//!
+//! Only the writer thread touches it. Frames go in at the back ([`Spool::append`]),
+//! come out at the front in order ([`Spool::next_frame`]), and leave the spool only
+//! when the agent has read them ([`Spool::ack`]). The format is in [`format`]; what
+//! opening a directory does with what it finds, in [`recover`].
+
+mod format;
+mod inspect;
+mod recover;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use format::{
+    CURSOR_FILE, CURSOR_TMP, FRAME_OVERHEAD, HEADER_LEN, LOCK_FILE, cursor_bytes, frame_prefix,
+    header, segment_name,
+};
+pub use inspect::{Inspection, inspect};
+
+/// When the spool asks the kernel to put what it wrote on the disk (`fdatasync`).
+///
+/// A crash of the process loses nothing the spool took under any policy (the kernel
+/// holds it); a crash of the machine loses what was written since the last sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolSync {
+    /// Never: the kernel writes back in its own time (typically within 30 s).
+    Off,
+    /// At most this long after a frame was spooled.
+    Every(Duration),
+    /// After every frame, before the writer takes the next one (slowest, loses nothing).
+    Always,
+}
+
+impl Default for SpoolSync {
+    /// Every second.
+    fn default() -> Self {
+        SpoolSync::Every(Duration::from_secs(1))
+    }
+}
+
+/// Why a spool directory could not be opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SpoolError {
+    /// Another client (in this process or another) holds the directory's lock.
+    Locked {
+        /// The spool directory.
+        path: PathBuf,
+    },
+    /// The path exists and is not a directory.
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A segment was written by a newer version of this crate; nothing was changed.
+    NewerVersion {
+        /// The segment.
+        path: PathBuf,
+        /// Its format version.
+        found: u16,
+        /// The newest this version reads.
+        supported: u16,
+    },
+    /// The file system refused an operation.
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpoolError::Locked { path } => write!(
+                f,
+                "the spool {} is in use by another client (its lock is held)",
+                path.display()
+            ),
+            SpoolError::NotADirectory { path } => {
+                write!(f, "the spool {} is not a directory", path.display())
+            }
+            SpoolError::NewerVersion {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "the spool segment {} has format version {found}; this version reads up \
+                 to {supported} (the file is left as it is)",
+                path.display()
+            ),
+            SpoolError::Io { path, op, source } => {
+                write!(f, "cannot {op} {}: {}", path.display(), describe(source))
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpoolError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// An error's text, saying plainly when the disk is full.
+fn describe(e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        format!("the disk is full ({e})")
+    } else {
+        e.to_string()
+    }
+}
+
+/// What opening a spool found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpoolNotice {
+    /// Frames an earlier client left, to be sent before anything new.
+    Recovered {
+        /// How many.
+        frames: u64,
+        /// Their bytes on disk.
+        bytes: u64,
+    },
+    /// The newest segment ended inside a frame (a write cut off by a crash): it was cut
+    /// back to its last whole frame.
+    TornTail {
+        /// The segment.
+        path: PathBuf,
+        /// Where it now ends.
+        offset: u64,
+        /// How many bytes were cut.
+        bytes_cut: u64,
+    },
+    /// A damaged file was renamed aside (never deleted); the good frames before the
+    /// damage are kept.
+    SetAside {
+        /// The file.
+        path: PathBuf,
+        /// Its new name.
+        moved_to: PathBuf,
+        /// What was wrong, and where.
+        reason: String,
+    },
+    /// A file that is not the spool's: left alone.
+    Foreign {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl std::fmt::Display for SpoolNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpoolNotice::Recovered { frames, bytes } => write!(
+                f,
+                "the spool holds {frames} records ({bytes} bytes) of an earlier client; \
+                 they go first"
+            ),
+            SpoolNotice::TornTail {
+                path,
+                offset,
+                bytes_cut,
+            } => write!(
+                f,
+                "the spool segment {} ended inside a record; cut {bytes_cut} bytes at \
+                 offset {offset}",
+                path.display()
+            ),
+            SpoolNotice::SetAside {
+                path,
+                moved_to,
+                reason,
+            } => write!(
+                f,
+                "the spool file {} is damaged ({reason}); moved to {}",
+                path.display(),
+                moved_to.display()
+            ),
+            SpoolNotice::Foreign { path } => {
+                write!(f, "{} is not a spool file; left alone", path.display())
+            }
+        }
+    }
+}
+
+/// A fault of the disk after the spool was opened.
+#[derive(Debug)]
+pub(crate) enum SpoolFault {
+    /// The spool is at its size limit.
+    Full { limit: u64 },
+    /// The file system refused an operation.
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for SpoolFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpoolFault::Full { limit } => write!(f, "the spool is at its limit of {limit} bytes"),
+            SpoolFault::Io { path, op, source } => {
+                write!(f, "cannot {op} {}: {}", path.display(), describe(source))
+            }
+        }
+    }
+}
+
+fn fault<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> SpoolFault + 'a {
+    move |source| SpoolFault::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// A frame read back: its bytes, and whether an earlier client left it.
+pub(crate) struct SpooledFrame<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) inherited: bool,
+}
+
+/// A segment with undelivered frames.
+struct Segment {
+    id: u64,
+    /// Where each undelivered frame starts (its prefix) and ends.
+    frames: VecDeque<(u64, u64)>,
+}
+
+/// The segment being appended to.
+struct Tail {
+    id: u64,
+    file: File,
+    len: u64,
+}
+
+/// Ids of a new spool's first segment: room below for the frames `close` puts in front.
+const FIRST_ID: u64 = 1 << 32;
+
+/// How often the cursor is written when the policy does not say (Off, Always).
+const CURSOR_EVERY: Duration = Duration::from_secs(1);
+
+/// What is read from a segment at a time.
+const READ_AHEAD: usize = 256 << 10;
+
+pub(crate) struct Spool {
+    dir: PathBuf,
+    limit: u64,
+    sync: SpoolSync,
+    /// Held for the spool's life: one client per directory.
+    _lock: File,
+    /// Oldest first; the last may be the tail.
+    segments: VecDeque<Segment>,
+    tail: Option<Tail>,
+    /// Segment ids up to this were found at open (their frames are inherited).
+    inherited_to: Option<u64>,
+    /// Where the next frame to read is: a segment id and an index into its frames.
+    read: (u64, usize),
+    /// Frames read and not yet acknowledged: segment id, start, end.
+    unacked: VecDeque<(u64, u64, u64)>,
+    /// A read-ahead of one segment: id, offset of its first byte, the bytes.
+    reader: Option<(u64, File)>,
+    buf: Vec<u8>,
+    buf_at: (u64, u64),
+    frames: u64,
+    unread: u64,
+    bytes: u64,
+    /// Since when something was written and not synced.
+    dirty_since: Option<Instant>,
+    /// The cursor changed since it was last written.
+    cursor_dirty: bool,
+    /// When the cursor was last written.
+    cursor_at: Instant,
+    /// Where a frame is put together with its prefix, to be written in one call.
+    scratch: Vec<u8>,
+    segment_max: u64,
+}
+
+impl Spool {
+    /// Opens (creating it if need be) the spool in `dir`, locks it, and recovers what
+    /// an earlier client left there.
+    pub(crate) fn open(
+        dir: &Path,
+        limit: u64,
+        sync: SpoolSync,
+    ) -> Result<(Spool, Vec<SpoolNotice>), SpoolError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(SpoolError::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        let io = |op| {
+            move |source| SpoolError::Io {
+                path: dir.to_path_buf(),
+                op,
+                source,
+            }
+        };
+        fs::create_dir_all(dir).map_err(io("create the spool directory"))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io("open the lock file of"))?;
+        match try_lock(&lock) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SpoolError::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(source) => return Err(io("lock")(source)),
+        }
+        let scan = recover::scan(dir, true, None)?;
+        let mut segments = VecDeque::new();
+        let (mut frames, mut bytes) = (0, 0);
+        for s in scan.segments {
+            frames += s.frames.len() as u64;
+            bytes += s.frames.iter().map(|f| f.1 - f.0).sum::<u64>();
+            segments.push_back(Segment {
+                id: s.id,
+                frames: s.frames.into(),
+            });
+        }
+        let inherited_to = segments.back().map(|s: &Segment| s.id);
+        let first = segments.front().map_or(FIRST_ID, |s| s.id);
+        let spool = Spool {
+            dir: dir.to_path_buf(),
+            limit,
+            sync,
+            _lock: lock,
+            segments,
+            tail: None,
+            inherited_to,
+            read: (first, 0),
+            unacked: VecDeque::new(),
+            reader: None,
+            buf: Vec::new(),
+            buf_at: (0, 0),
+            frames,
+            unread: frames,
+            bytes,
+            dirty_since: None,
+            cursor_dirty: false,
+            cursor_at: Instant::now(),
+            scratch: Vec::new(),
+            segment_max: (limit / 8).clamp(64 << 10, 16 << 20),
+        };
+        Ok((spool, scan.notices))
+    }
+
+    fn path_of(&self, id: u64) -> PathBuf {
+        self.dir.join(segment_name(id))
+    }
+
+    /// A new segment file with its header, synced into the directory per the policy.
+    fn create_segment(&self, id: u64) -> Result<File, SpoolFault> {
+        let path = self.path_of(id);
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .read(true)
+            .open(&path)
+            .map_err(fault(&path, "create the spool segment"))?;
+        if let Err(e) = file.write_all(&header()) {
+            let _ = fs::remove_file(&path);
+            return Err(fault(&path, "write the header of")(e));
+        }
+        if self.sync != SpoolSync::Off {
+            // The new name must survive a crash too.
+            if let Ok(d) = File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(file)
+    }
+
+    /// Puts one encoded frame at the back. On an error nothing of it is kept, and the
+    /// caller keeps the frame.
+    pub(crate) fn append(&mut self, frame: &[u8]) -> Result<(), SpoolFault> {
+        let size = FRAME_OVERHEAD + frame.len() as u64;
+        if self.bytes + size > self.limit {
+            return Err(SpoolFault::Full { limit: self.limit });
+        }
+        if self
+            .tail
+            .as_ref()
+            .is_some_and(|t| t.len >= self.segment_max)
+        {
+            self.seal_tail()?;
+        }
+        if self.tail.is_none() {
+            let id = self.segments.back().map_or(FIRST_ID, |s| s.id + 1);
+            let file = self.create_segment(id)?;
+            self.tail = Some(Tail {
+                id,
+                file,
+                len: HEADER_LEN,
+            });
+            self.segments.push_back(Segment {
+                id,
+                frames: VecDeque::new(),
+            });
+        }
+        let Some(tail) = self.tail.as_mut() else {
+            return Ok(());
+        };
+        let path = self.dir.join(segment_name(tail.id));
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&frame_prefix(frame));
+        self.scratch.extend_from_slice(frame);
+        let written = tail.file.write_all_at(&self.scratch, tail.len);
+        if let Err(e) = written {
+            // Nothing half-written stays: the file ends at its last whole frame.
+            let _ = tail.file.set_len(tail.len);
+            return Err(fault(&path, "append to the spool segment")(e));
+        }
+        let start = tail.len;
+        tail.len += size;
+        if let Some(seg) = self.segments.back_mut() {
+            seg.frames.push_back((start, tail.len));
+        }
+        self.frames += 1;
+        self.unread += 1;
+        self.bytes += size;
+        self.dirty_since.get_or_insert_with(Instant::now);
+        if self.sync == SpoolSync::Always {
+            self.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Stops appending to the tail segment (it is full): syncs it per the policy.
+    fn seal_tail(&mut self) -> Result<(), SpoolFault> {
+        if self.sync != SpoolSync::Off {
+            self.sync_data()?;
+        }
+        self.tail = None;
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> Result<(), SpoolFault> {
+        if let Some(tail) = &self.tail {
+            let path = self.path_of(tail.id);
+            tail.file
+                .sync_data()
+                .map_err(fault(&path, "sync the spool segment"))?;
+        }
+        self.dirty_since = None;
+        Ok(())
+    }
+
+    /// Puts frames in front of everything in the spool (they are older); used by
+    /// `close` only, after which the spool is only synced. Returns how many it took.
+    pub(crate) fn append_front(
+        &mut self,
+        frames: &mut dyn Iterator<Item = &[u8]>,
+    ) -> Result<u64, SpoolFault> {
+        let id = self.segments.front().map_or(FIRST_ID, |s| s.id) - 1;
+        let mut batch = Vec::new();
+        let mut positions = VecDeque::new();
+        let mut at = HEADER_LEN;
+        let mut size_all = 0;
+        for frame in frames {
+            let size = FRAME_OVERHEAD + frame.len() as u64;
+            if self.bytes + size_all + size > self.limit {
+                return Err(SpoolFault::Full { limit: self.limit });
+            }
+            batch.extend_from_slice(&frame_prefix(frame));
+            batch.extend_from_slice(frame);
+            positions.push_back((at, at + size));
+            at += size;
+            size_all += size;
+        }
+        if positions.is_empty() {
+            return Ok(0);
+        }
+        let path = self.path_of(id);
+        let file = self.create_segment(id)?;
+        if let Err(e) = file
+            .write_all_at(&batch, HEADER_LEN)
+            .and_then(|()| file.sync_data())
+        {
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(fault(&path, "write the records close left to")(e));
+        }
+        let n = positions.len() as u64;
+        self.segments.push_front(Segment {
+            id,
+            frames: positions,
+        });
+        // Before the read position: they are not read again by this client.
+        self.frames += n;
+        self.bytes += size_all;
+        Ok(n)
+    }
+
+    /// Syncs if the policy says it is time; writes the cursor if it moved (at most as
+    /// often as the policy syncs, and once a second).
+    pub(crate) fn tick(&mut self, now: Instant) -> Result<(), SpoolFault> {
+        let every = match self.sync {
+            SpoolSync::Every(every) => every,
+            SpoolSync::Off | SpoolSync::Always => CURSOR_EVERY,
+        };
+        if let (SpoolSync::Every(_), Some(since)) = (self.sync, self.dirty_since) {
+            if now.saturating_duration_since(since) >= every {
+                self.sync_data()?;
+            }
+        }
+        if self.cursor_dirty && now.saturating_duration_since(self.cursor_at) >= every {
+            self.cursor_at = now;
+            self.write_cursor(self.sync != SpoolSync::Off)?;
+        }
+        Ok(())
+    }
+
+    /// Puts everything on the disk now (at close).
+    pub(crate) fn sync(&mut self) -> Result<(), SpoolFault> {
+        self.sync_data()?;
+        self.write_cursor(true)
+    }
+
+    /// Records how far the oldest segment was delivered.
+    fn write_cursor(&mut self, durable: bool) -> Result<(), SpoolFault> {
+        if !self.cursor_dirty {
+            return Ok(());
+        }
+        let Some((id, start)) = self
+            .segments
+            .front()
+            .map(|s| (s.id, s.frames.front().map(|f| f.0)))
+        else {
+            let _ = fs::remove_file(self.dir.join(CURSOR_FILE));
+            self.cursor_dirty = false;
+            return Ok(());
+        };
+        // Everything in the segment before its first undelivered frame was delivered
+        // (all of it, if none is left: only the tail is kept empty).
+        let tail_len = self.tail.as_ref().filter(|t| t.id == id).map(|t| t.len);
+        let offset = start.or(tail_len).unwrap_or(HEADER_LEN);
+        let tmp = self.dir.join(CURSOR_TMP);
+        let mut file = File::create(&tmp).map_err(fault(&tmp, "write the spool cursor"))?;
+        file.write_all(&cursor_bytes(id, offset))
+            .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
+            .map_err(fault(&tmp, "write the spool cursor"))?;
+        fs::rename(&tmp, self.dir.join(CURSOR_FILE))
+            .map_err(fault(&tmp, "replace the spool cursor with"))?;
+        self.cursor_dirty = false;
+        Ok(())
+    }
+
+    /// The next frame not read yet, in order.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<SpooledFrame<'_>>, SpoolFault> {
+        let (mut id, mut index) = self.read;
+        let (start, end) = loop {
+            let Some(seg) = self.segments.iter().find(|s| s.id >= id) else {
+                return Ok(None);
+            };
+            if seg.id != id {
+                (id, index) = (seg.id, 0);
+            }
+            match seg.frames.get(index) {
+                Some(&f) => break f,
+                None if self.tail.as_ref().is_some_and(|t| t.id == id) => return Ok(None),
+                None => (id, index) = (id + 1, 0),
+            }
+        };
+        self.read = (id, index + 1);
+        self.unacked.push_back((id, start, end));
+        self.unread = self.unread.saturating_sub(1);
+        let inherited = self.inherited_to.is_some_and(|to| id <= to);
+        let range = self.load(id, start, end)?;
+        let bytes = self.buf.get(range).unwrap_or_default();
+        Ok(Some(SpooledFrame { bytes, inherited }))
+    }
+
+    /// Makes sure `buf` holds bytes `start..end` of segment `id`; returns where the
+    /// payload lies in it.
+    fn load(
+        &mut self,
+        id: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<std::ops::Range<usize>, SpoolFault> {
+        let (buf_id, buf_from) = self.buf_at;
+        let held = buf_id == id && start >= buf_from && end <= buf_from + self.buf.len() as u64;
+        if !held {
+            let path = self.path_of(id);
+            if self.reader.as_ref().is_none_or(|r| r.0 != id) {
+                let file = File::open(&path).map_err(fault(&path, "open the spool segment"))?;
+                self.reader = Some((id, file));
+            }
+            let Some((_, file)) = &self.reader else {
+                return Ok(0..0);
+            };
+            let want = ((end - start) as usize).max(READ_AHEAD);
+            self.buf.resize(want, 0);
+            let mut got = 0;
+            while got < want {
+                match file.read_at(&mut self.buf[got..], start + got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(fault(&path, "read the spool segment")(e)),
+                }
+            }
+            self.buf.truncate(got);
+            self.buf_at = (id, start);
+            if (got as u64) < end - start {
+                return Err(SpoolFault::Io {
+                    path,
+                    op: "read the spool segment",
+                    source: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file is shorter than written",
+                    ),
+                });
+            }
+        }
+        let from = (start - self.buf_at.1 + FRAME_OVERHEAD) as usize;
+        Ok(from..(end - self.buf_at.1) as usize)
+    }
+
+    /// The `n` oldest frames read were delivered: they leave the spool, and segments
+    /// with nothing left are deleted.
+    pub(crate) fn ack(&mut self, n: u64) -> Result<(), SpoolFault> {
+        for _ in 0..n {
+            let Some((id, start, end)) = self.unacked.pop_front() else {
+                break;
+            };
+            // Segments before this one are done (their frames were all read before it).
+            while self.segments.front().is_some_and(|s| s.id < id) {
+                self.drop_front()?;
+            }
+            if let Some(seg) = self.segments.front_mut() {
+                if seg.frames.front() == Some(&(start, end)) {
+                    seg.frames.pop_front();
+                }
+            }
+            self.frames = self.frames.saturating_sub(1);
+            self.bytes = self.bytes.saturating_sub(end - start);
+            self.cursor_dirty = true;
+            let done = self.segments.front().is_some_and(|s| {
+                s.frames.is_empty() && self.tail.as_ref().is_none_or(|t| t.id != s.id)
+            });
+            if done {
+                self.drop_front()?;
+            }
+            // The read position counts from the front of its segment.
+            if self.read.0 == id {
+                self.read.1 = self.read.1.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the oldest segment.
+    fn drop_front(&mut self) -> Result<(), SpoolFault> {
+        let Some(seg) = self.segments.pop_front() else {
+            return Ok(());
+        };
+        if self.reader.as_ref().is_some_and(|r| r.0 == seg.id) {
+            self.reader = None;
+        }
+        let path = self.path_of(seg.id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(fault(&path, "delete the delivered spool segment")(e)),
+        }
+    }
+
+    /// Frames in the spool, delivered ones excepted.
+    pub(crate) fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Frames not read yet.
+    pub(crate) fn unread(&self) -> u64 {
+        self.unread
+    }
+
+    /// Bytes on disk of the frames in the spool (what the limit counts).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Takes the directory's lock without waiting: false if someone else holds it.
+#[allow(unsafe_code)]
+fn try_lock(file: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function borrows, valid for the call; the lock
+    // lives as long as the file stays open (the spool keeps it).
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
