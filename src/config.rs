@@ -1,9 +1,11 @@
 //! The client's settings, fixed when it is built.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::record::Text;
+use crate::spool::SpoolSync;
 use crate::transport::Transport;
 
 /// Settings shared by the client, the writer and the supervisor.
@@ -24,7 +26,19 @@ pub(crate) struct Config {
     pub(crate) drop_timeout: Duration,
     pub(crate) replay_unread: bool,
     pub(crate) send_buffer: SendBuffer,
+    pub(crate) spool: Option<SpoolConfig>,
 }
+
+/// Where and how the client spools records to disk.
+#[derive(Debug, Clone)]
+pub(crate) struct SpoolConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) limit: u64,
+    pub(crate) sync: SpoolSync,
+}
+
+/// The spool's default size limit: 1 GiB.
+pub(crate) const DEFAULT_SPOOL_LIMIT: u64 = 1 << 30;
 
 /// The socket send buffer (`SO_SNDBUF`) to ask for on each connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -133,6 +133,8 @@ mod record;
 #[cfg(unix)]
 mod room;
 #[cfg(unix)]
+pub mod spool;
+#[cfg(unix)]
 mod stats;
 #[cfg(unix)]
 mod supervisor;
@@ -163,6 +165,8 @@ pub use kinds::{
 pub use notify::{Event, LossReason, Notification, Notifications, RecvTimeoutError};
 #[cfg(unix)]
 pub use record::{CallerIdentity, OperationCategories, Record, TargetResource, Text, Value};
+#[cfg(unix)]
+pub use spool::{SpoolError, SpoolNotice, SpoolSync};
 #[cfg(unix)]
 pub use stats::Stats;
 #[cfg(unix)]

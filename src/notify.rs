@@ -5,12 +5,14 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use parking_lot::Mutex;
 
+use crate::spool::SpoolNotice;
 use crate::stats::Counters;
 
 /// Something that happened to the client.
@@ -80,6 +82,18 @@ pub enum Event {
         /// Records waiting for the next connection.
         pending_records: usize,
     },
+    /// The spool's disk failed (full, refused, broken): what it means for the records
+    /// is in `error`. Spilling pauses and records wait in memory (producers get
+    /// `QueueFull` once the queue is full); nothing is lost by it.
+    SpoolFailed {
+        /// The spool's directory, or the file that failed.
+        path: PathBuf,
+        /// What failed, and what follows.
+        error: String,
+    },
+    /// What opening the spool found: records left by an earlier client, a torn tail cut,
+    /// a damaged file moved aside, a file that is not the spool's.
+    Spool(SpoolNotice),
     /// Accepted records were not written.
     RecordsLost {
         /// How many.
@@ -135,6 +149,10 @@ impl std::fmt::Display for Event {
                 "the agent closed the connection after reading everything written; \
                  {pending_records} records wait for the next connection"
             ),
+            Event::SpoolFailed { path, error } => {
+                write!(f, "the spool at {} failed: {error}", path.display())
+            }
+            Event::Spool(notice) => write!(f, "spool: {notice}"),
             Event::RecordsLost { count, reason } => match reason {
                 LossReason::Closed => write!(
                     f,
@@ -162,7 +180,8 @@ impl std::fmt::Display for Event {
 #[cfg(feature = "log")]
 fn log_event(event: &Event) {
     let level = match event {
-        Event::Connected { .. } | Event::AgentLeft { .. } => log::Level::Info,
+        Event::Connected { .. } | Event::AgentLeft { .. } | Event::Spool(_) => log::Level::Info,
+        Event::SpoolFailed { .. } => log::Level::Warn,
         Event::ConnectFailed { .. } | Event::WriteFailed { .. } => log::Level::Warn,
         Event::RecordsLost { .. } | Event::ClientDead { .. } => log::Level::Error,
     };

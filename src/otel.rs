@@ -20,6 +20,11 @@
 //! | `messages_in_flight` | gauge | `{message}` | `in_flight`: written, not yet confirmed read |
 //! | `messages_pending` | gauge | `{message}` | `pending`: accepted, not yet written |
 //! | `queue_length` | gauge | `{message}` | `queue_len` |
+//! | `messages_spooled` | counter | `{message}` | `spooled`: records written to the spool |
+//! | `spool_replayed` | counter | `{message}` | `spool_replayed`: an earlier client's spooled records delivered |
+//! | `spool_corrupt` | counter | `{file}` | `spool_corrupt`: damaged spool files found at open |
+//! | `spool_errors` | counter | `{error}` | `spool_errors`: faults of the spool's disk |
+//! | `spool_size` | gauge | `By` | `spool_bytes` |
 //!
 //! The first counter and the next three instruments follow [`Stats`]' partition of every
 //! accepted record: `messages_accepted` = `messages_sent` + `messages_in_flight` +
@@ -83,11 +88,11 @@ pub fn register(client: &Client, meter: &Meter) -> Registration {
             .build();
     }
     refused(meter, &source);
-    for &(name, description, value) in &GAUGES {
+    for &(name, unit, description, value) in &GAUGES {
         let source = source.clone();
         meter
             .u64_observable_gauge(name)
-            .with_unit("{message}")
+            .with_unit(unit)
             .with_description(description)
             .with_callback(move |observer: &dyn AsyncInstrument<u64>| {
                 if let Some(stats) = stats(&source) {
@@ -103,7 +108,7 @@ pub fn register(client: &Client, meter: &Meter) -> Registration {
 type Read = fn(&Stats) -> u64;
 
 /// Counters: name, unit, description, value. Every value only ever grows.
-const COUNTERS: [(&str, &str, &str, Read); 8] = [
+const COUNTERS: [(&str, &str, &str, Read); 12] = [
     (
         "messages_accepted",
         "{message}",
@@ -152,22 +157,54 @@ const COUNTERS: [(&str, &str, &str, Read); 8] = [
         "Connection attempts that failed.",
         |s| s.connect_failures,
     ),
+    (
+        "messages_spooled",
+        "{message}",
+        "Records written to the spool while the agent was away or behind, and at close.",
+        |s| s.spooled,
+    ),
+    (
+        "spool_replayed",
+        "{message}",
+        "Records an earlier client left in the spool that this one delivered.",
+        |s| s.spool_replayed,
+    ),
+    (
+        "spool_corrupt",
+        "{file}",
+        "Spool files found damaged at open (a torn tail cut, a file moved aside).",
+        |s| s.spool_corrupt,
+    ),
+    (
+        "spool_errors",
+        "{error}",
+        "Faults of the spool's disk (full, refused, broken).",
+        |s| s.spool_errors,
+    ),
 ];
 
-/// Gauges, all in records: name, description, value.
-const GAUGES: [(&str, &str, Read); 3] = [
+/// Gauges: name, unit, description, value.
+const GAUGES: [(&str, &str, &str, Read); 4] = [
     (
         "messages_in_flight",
+        "{message}",
         "Records written and not yet confirmed read by the agent.",
         |s| s.in_flight,
     ),
     (
         "messages_pending",
+        "{message}",
         "Records accepted and not yet written.",
         |s| s.pending,
     ),
-    ("queue_length", "Records in the client's queue.", |s| {
-        s.queue_len
+    (
+        "queue_length",
+        "{message}",
+        "Records in the client's queue.",
+        |s| s.queue_len,
+    ),
+    ("spool_size", "By", "Bytes the spool's files hold.", |s| {
+        s.spool_bytes
     }),
 ];
 

@@ -18,20 +18,21 @@ macro_rules! counters {
         ///
         /// Every accepted record is in exactly one of four states:
         ///
-        /// `accepted == delivered + in_flight + pending + lost`
+        /// `accepted == delivered + in_flight + pending + lost + spool_kept`
         ///
         /// While the client runs this holds up to the records moving between the counters
         /// as the snapshot is taken; after [`Client::close`](crate::Client::close) it holds
         /// exactly, with `in_flight == 0` and `pending == 0`: every accepted record was
-        /// delivered or lost (and the lost ones that `close` could hand back are in
-        /// [`CloseReport::unsent`](crate::CloseReport::unsent)). `written` is
-        /// `delivered + in_flight`.
+        /// delivered, lost (and the lost ones that `close` could hand back are in
+        /// [`CloseReport::unsent`](crate::CloseReport::unsent)), or kept in the spool for
+        /// the next client. `written` is `delivered + in_flight`. Records in the spool
+        /// while the client runs are pending.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         #[non_exhaustive]
         pub struct Stats {
             $($(#[doc = $doc])* pub $name: u64,)*
-            /// Records accepted and neither written nor lost yet: queued, or taken by the
-            /// writer and not completely written.
+            /// Records accepted and neither written nor lost yet (nor kept in the spool at
+            /// close): queued, spooled, or taken by the writer and not completely written.
             pub pending: u64,
             /// Records written and not yet confirmed read by the agent.
             pub in_flight: u64,
@@ -47,7 +48,7 @@ macro_rules! counters {
                     in_flight: 0,
                     queue_len: queue_len as u64,
                 };
-                s.pending = s.accepted.saturating_sub(s.written + s.lost);
+                s.pending = s.accepted.saturating_sub(s.written + s.lost + s.spool_kept);
                 s.in_flight = s.written.saturating_sub(s.delivered);
                 s
             }
@@ -103,6 +104,21 @@ counters! {
     heartbeats_dropped,
     /// Notifications discarded because nobody read them.
     notifications_dropped,
+    /// Records this client wrote to its spool ([`ClientBuilder::spool`](crate::ClientBuilder::spool)),
+    /// while the agent was away or behind and at close.
+    spooled,
+    /// Bytes the spool's files hold now (a gauge).
+    spool_bytes,
+    /// Records an earlier client left in the spool that this one delivered. They are not
+    /// among this client's `accepted` and `delivered`.
+    spool_replayed,
+    /// This client's records the spool keeps for the next client on its directory: set
+    /// when the client closes (or gives the spool up), 0 before.
+    spool_kept,
+    /// Spool files found damaged at open: a torn tail cut, or a corrupt file moved aside.
+    spool_corrupt,
+    /// Faults of the spool's disk (full, refused, broken); each is also a notification.
+    spool_errors,
 }
 
 impl Counters {

@@ -202,6 +202,19 @@ impl Connection {
         }
     }
 
+    /// Like [`Connection::write`], without waiting for room: `WouldBlock` when the
+    /// socket's buffer is full.
+    pub(crate) fn write_nowait(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        #[cfg(not(target_os = "linux"))]
+        const FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+        match self {
+            Connection::Socket(s) => s.send_with_flags(buf, FLAGS),
+            other => other.write(buf),
+        }
+    }
+
     /// What the agent has read of this connection, as far as the kernel can tell.
     ///
     /// The unread count is asked first and the peer's state after: a peer that leaves

@@ -171,6 +171,23 @@ fn expected(s: &Stats) -> Readings {
             "messages_pending".into(),
             one("gauge", "{message}", s.pending),
         ),
+        (
+            "messages_spooled".into(),
+            one("counter", "{message}", s.spooled),
+        ),
+        (
+            "spool_replayed".into(),
+            one("counter", "{message}", s.spool_replayed),
+        ),
+        (
+            "spool_corrupt".into(),
+            one("counter", "{file}", s.spool_corrupt),
+        ),
+        (
+            "spool_errors".into(),
+            one("counter", "{error}", s.spool_errors),
+        ),
+        ("spool_size".into(), one("gauge", "By", s.spool_bytes)),
     ])
 }
 

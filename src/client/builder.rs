@@ -10,9 +10,10 @@ use parking_lot::Mutex;
 
 use super::{BuildError, Client, Inner};
 use crate::backoff::Backoff;
-use crate::config::{Config, SendBuffer};
+use crate::config::{Config, DEFAULT_SPOOL_LIMIT, SendBuffer, SpoolConfig};
 use crate::link::{Lifecycle, Link};
-use crate::notify::Notifier;
+use crate::notify::{Event, Notifier};
+use crate::spool::{Spool, SpoolError, SpoolNotice, SpoolSync};
 use crate::stats::Counters;
 use crate::supervisor;
 use crate::time;
@@ -165,6 +166,57 @@ impl ClientBuilder {
         self
     }
 
+    /// Keeps records on disk, in `dir`, while the agent is away or reads more slowly
+    /// than records come, and across restarts of the process. Off by default.
+    ///
+    /// With a spool, the writer moves records from the queue to files in `dir` instead
+    /// of letting the queue fill while there is no connection or the queue is more than
+    /// half full; producers keep getting `Ok` until the spool reaches
+    /// [`spool_limit`](Self::spool_limit). Once records are spooled, new ones go behind
+    /// them: the spool is sent first, in order, when the agent is back. A spooled record
+    /// leaves the spool only once the agent has read it. [`Client::close`] writes what it
+    /// could not deliver in time to the spool instead of handing it back
+    /// ([`CloseReport::spooled`](crate::CloseReport::spooled)), and the next client on
+    /// `dir` sends it first, with its original time. The caller's thread never touches
+    /// the disk.
+    ///
+    /// One client per directory: a second one on the same `dir` fails to build with
+    /// [`BuildError::SpoolLocked`]. Any other fault of the spool (the directory cannot be
+    /// made or is a file, permission denied, a spool of a newer format, a full disk) is
+    /// an [`Event::SpoolFailed`](crate::Event::SpoolFailed) notification and a count in
+    /// [`Stats::spool_errors`](crate::Stats::spool_errors), and the client goes on with
+    /// memory alone. With a spool, what the agent did not read is always written again
+    /// after a failure (as with [`replay_unread`](Self::replay_unread) on). The format
+    /// and what a crash can cost are in `docs/SPOOL.md`.
+    pub fn spool(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        let spool = self.config.spool.get_or_insert_with(|| SpoolConfig {
+            dir: std::path::PathBuf::new(),
+            limit: DEFAULT_SPOOL_LIMIT,
+            sync: SpoolSync::default(),
+        });
+        spool.dir = dir.into();
+        self
+    }
+
+    /// The most bytes the spool's files may hold (default 1 GiB); past it, records wait
+    /// in memory and a full queue refuses them, as without a spool. Only with
+    /// [`spool`](Self::spool).
+    pub fn spool_limit(mut self, bytes: u64) -> Self {
+        if let Some(spool) = self.config.spool.as_mut() {
+            spool.limit = bytes;
+        }
+        self
+    }
+
+    /// When the spool's writes are made durable (`fsync`); default every second. Only
+    /// with [`spool`](Self::spool).
+    pub fn spool_sync(mut self, sync: SpoolSync) -> Self {
+        if let Some(spool) = self.config.spool.as_mut() {
+            spool.sync = sync;
+        }
+        self
+    }
+
     /// Starts the writer and supervisor threads.
     pub fn build(self) -> Result<Client, BuildError> {
         let mut config = self.config;
@@ -205,6 +257,10 @@ impl ClientBuilder {
         let counters = Arc::new(Counters::default());
         let notifier = Notifier::new(config.notification_capacity, Arc::clone(&counters));
         let notifications = notifier.receiver();
+        let spool = match &config.spool {
+            Some(settings) => open_spool(settings, &counters, &notifier)?,
+            None => None,
+        };
         let shared = Arc::new(Link::new(
             Arc::clone(&counters),
             notifier,
@@ -224,7 +280,7 @@ impl ClientBuilder {
             .map_err(BuildError::Spawn)?
         };
         let writer = {
-            let w = Writer::new(Arc::clone(&shared), Arc::clone(&config), rx.clone());
+            let w = Writer::new(Arc::clone(&shared), Arc::clone(&config), rx.clone(), spool);
             let shared = Arc::clone(&shared);
             Worker::spawn("geneva-audit-writer", move || {
                 catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
@@ -263,5 +319,41 @@ impl ClientBuilder {
             client.await_first_connection()?;
         }
         Ok(client)
+    }
+}
+
+/// Opens the spool: a lock held by another client fails the build; any other fault is
+/// told and counted, and the client goes on without a spool. What the spool found at
+/// open is told too.
+fn open_spool(
+    settings: &SpoolConfig,
+    counters: &Counters,
+    notifier: &Notifier,
+) -> Result<Option<Spool>, BuildError> {
+    match Spool::open(&settings.dir, settings.limit, settings.sync) {
+        Ok((spool, notices)) => {
+            for notice in notices {
+                if matches!(
+                    notice,
+                    SpoolNotice::TornTail { .. } | SpoolNotice::SetAside { .. }
+                ) {
+                    Counters::add(&counters.spool_corrupt, 1);
+                }
+                notifier.publish(Event::Spool(notice));
+            }
+            counters
+                .spool_bytes
+                .store(spool.bytes(), std::sync::atomic::Ordering::Relaxed);
+            Ok(Some(spool))
+        }
+        Err(e @ SpoolError::Locked { .. }) => Err(BuildError::SpoolLocked(e)),
+        Err(e) => {
+            Counters::add(&counters.spool_errors, 1);
+            notifier.publish(Event::SpoolFailed {
+                path: settings.dir.clone(),
+                error: format!("{e}; the client goes on without a spool"),
+            });
+            Ok(None)
+        }
     }
 }

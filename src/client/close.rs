@@ -24,6 +24,10 @@ pub struct CloseReport {
     /// counted as lost. Each carries the time it was stamped with as its event time
     /// ([`Record::get_event_time`]), so sending it again later keeps that time.
     pub unsent: Vec<Record>,
+    /// This client's records that the spool keeps for the next client on its directory
+    /// ([`ClientBuilder::spool`](crate::ClientBuilder::spool)): not delivered by the
+    /// deadline, and written to disk instead of handed back. 0 without a spool.
+    pub spooled: u64,
     /// The counters after closing.
     pub stats: Stats,
     /// Whether the client's threads finished within the deadline (false when one had
@@ -99,6 +103,7 @@ impl Inner {
     fn report(&self, unsent: Vec<Record>, clean: bool) -> CloseReport {
         CloseReport {
             delivered: self.counters.delivered.load(Ordering::Relaxed),
+            spooled: self.counters.spool_kept.load(Ordering::Relaxed),
             unsent,
             stats: self.counters.snapshot(self.tx.len()),
             clean,

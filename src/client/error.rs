@@ -8,6 +8,7 @@ use std::fmt;
 use std::io;
 
 use crate::record::Record;
+use crate::spool::SpoolError;
 use crate::validate::ValidationError;
 
 /// Why `try_send` or `send_timeout` refused a record. Every variant hands the record
@@ -175,6 +176,9 @@ pub enum BuildError {
         /// The last attempt's error (`TimedOut` when no attempt had finished).
         source: io::Error,
     },
+    /// The spool's directory is in use by another client (its lock is held): two
+    /// clients on one spool would send each other's records.
+    SpoolLocked(SpoolError),
 }
 
 impl fmt::Display for BuildError {
@@ -190,6 +194,7 @@ impl fmt::Display for BuildError {
                 f,
                 "could not connect to the agent at {destination}: {source}"
             ),
+            BuildError::SpoolLocked(e) => write!(f, "{e}"),
         }
     }
 }
@@ -200,6 +205,7 @@ impl std::error::Error for BuildError {
             BuildError::ServiceTreeId(e) => Some(e),
             BuildError::Spawn(e) | BuildError::Connect { source: e, .. } => Some(e),
             BuildError::Config(_) => None,
+            BuildError::SpoolLocked(e) => Some(e),
         }
     }
 }

@@ -139,6 +139,7 @@ impl Client {
                 drop_timeout: Duration::from_secs(5),
                 replay_unread: true,
                 send_buffer: SendBuffer::Default,
+                spool: None,
             },
         }
     }

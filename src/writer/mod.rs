@@ -13,6 +13,7 @@
 //! fails, what the agent was not seen to read is written again first on the next one.
 
 mod outbox;
+mod spill;
 
 use std::io;
 use std::sync::Arc;
@@ -27,10 +28,12 @@ use crate::link::{Lifecycle, Link};
 use crate::notify::{Event, LossReason};
 use crate::queue::Item;
 use crate::record::Record;
+use crate::spool::Spool;
 use crate::stats::Counters;
 use crate::time::unix_now;
 use crate::transport::{Connection, Peer, Transport};
-use outbox::{Chunk, Outbox, WRITE_BYTES};
+use outbox::{Chunk, Outbox, Read, WRITE_BYTES};
+use spill::Spill;
 
 /// How many times an idle writer yields before it parks: records that arrive in a burst
 /// are picked up without the producers paying for a wake-up.
@@ -74,6 +77,9 @@ struct Current {
     /// The agent was seen to leave with bytes unread: nothing more is confirmed on this
     /// connection, however clean it looks afterwards.
     reset: bool,
+    /// With a spool, writes do not wait for room in the socket (records go to disk
+    /// meanwhile): since when the socket has been full.
+    full_since: Option<Instant>,
 }
 
 pub(crate) struct Writer {
@@ -92,10 +98,17 @@ pub(crate) struct Writer {
     read_wait: Duration,
     /// Whether to write again after a failure what the agent was not seen to read.
     replay: bool,
+    /// The spool, when the client has one (and it has not been given up).
+    spill: Option<Spill>,
 }
 
 impl Writer {
-    pub(crate) fn new(link: Arc<Link>, config: Arc<Config>, rx: Receiver<Item>) -> Self {
+    pub(crate) fn new(
+        link: Arc<Link>,
+        config: Arc<Config>,
+        rx: Receiver<Item>,
+        spool: Option<Spool>,
+    ) -> Self {
         let heartbeat = Heartbeat::current(
             config.service_tree_id.clone(),
             config.transport.destination(),
@@ -110,11 +123,14 @@ impl Writer {
             busy: false,
             poll: FIRST_POLL,
             read_wait: READ_WAIT_MIN,
-            replay: config.replay_unread
+            // Frames read from the spool leave it only once delivered: with a spool, what
+            // the agent did not read is always written again.
+            replay: (config.replay_unread || spool.is_some())
                 && matches!(
                     config.transport,
                     Transport::Unix(_) | Transport::AgentDir(_) | Transport::Tcp(_)
                 ),
+            spill: spool.map(Spill::new),
             config,
         }
     }
@@ -131,11 +147,27 @@ impl Writer {
             if lifecycle.stopping() {
                 break;
             }
-            self.take_from_queue();
             self.take_ready_connection();
+            if self.spill.is_some() {
+                self.tick_spool();
+                if self.spilling() {
+                    self.spill_queue();
+                } else if !self.queue_blocked() {
+                    self.take_from_queue();
+                }
+                if self.current.is_some() {
+                    self.refill_from_spool();
+                }
+            } else {
+                self.take_from_queue();
+            }
             self.schedule_heartbeat();
-            if self.outbox.has_output() && self.current.is_none() {
-                if !self.await_connection() {
+            if self.current.is_none() && (self.outbox.has_output() || self.spool_ahead()) {
+                if self.spill.is_some() {
+                    // Spilling goes on while the supervisor connects.
+                    self.want_connection();
+                    self.idle();
+                } else if !self.await_connection() {
                     break;
                 }
                 continue;
@@ -145,10 +177,15 @@ impl Writer {
             }
             // Nothing to write now.
             let draining = lifecycle == Lifecycle::Draining;
-            if draining && self.outbox.is_empty() && self.rx.is_empty() {
+            if draining
+                && self.outbox.is_empty()
+                && self.rx.is_empty()
+                && !self.spool_holds_records()
+            {
                 break;
             }
-            let someone_waits = self.probing() || self.outbox.has_markers() || draining;
+            let someone_waits =
+                self.probing() || self.outbox.has_markers() || draining || self.socket_full();
             if someone_waits && self.outbox.unconfirmed() > 0 {
                 self.wait_for_reads();
             } else {
@@ -227,8 +264,18 @@ impl Writer {
             since_check: 0,
             short_write: false,
             reset: false,
+            full_since: None,
         });
         self.next_heartbeat = None;
+    }
+
+    /// Asks the supervisor for a connection, without waiting for it.
+    fn want_connection(&self) {
+        let mut st = self.link.lock();
+        if !st.want && st.ready.is_none() {
+            st.want = true;
+            self.link.cond.notify_all();
+        }
     }
 
     /// Waits for the supervisor's next connection; false when the client stops first.
@@ -249,6 +296,13 @@ impl Writer {
             }
             self.link.cond.wait(&mut st);
         }
+    }
+
+    /// Whether the socket had no room for the last write (only with a spool).
+    fn socket_full(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| c.full_since.is_some())
     }
 
     /// Whether the connection has yet to show the agent reading a record from it.
@@ -290,9 +344,26 @@ impl Writer {
             Chunk::Records(bytes) => (false, bytes),
             Chunk::Heartbeat(bytes) => (true, bytes),
         };
-        let result = current.conn.write(bytes);
+        // With a spool, the writer spills while the agent catches up instead of waiting
+        // in the kernel; a socket full for the write timeout fails as a blocked write
+        // would.
+        let nowait = self.spill.is_some();
+        let result = if nowait {
+            current.conn.write_nowait(bytes)
+        } else {
+            current.conn.write(bytes)
+        };
         if matches!(result, Ok(n) if n < bytes.len()) {
             current.short_write = true;
+        }
+        match &result {
+            Err(e) if nowait && e.kind() == io::ErrorKind::WouldBlock => {
+                let since = *current.full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < self.config.write_timeout {
+                    return false;
+                }
+            }
+            _ => current.full_since = None,
         }
         match result {
             Ok(0) => self.fail(io::Error::new(
@@ -412,11 +483,14 @@ impl Writer {
     /// The agent has `unread` bytes of the stream left: what lies before them is
     /// delivered. The first record read proves the connection.
     fn confirm(&mut self, unread: usize) {
-        let delivered = self.outbox.on_read(unread);
-        if delivered == 0 {
+        let read = self.outbox.on_read(unread);
+        if read == Read::default() {
             return;
         }
-        Counters::add(&self.counters().delivered, delivered as u64);
+        Counters::add(&self.counters().delivered, read.records as u64);
+        if read.spooled > 0 {
+            self.spool_delivered(read);
+        }
         self.outbox.settle_markers();
         self.read_wait = READ_WAIT_MIN;
         let Some(current) = self.current.as_mut() else {
@@ -438,7 +512,7 @@ impl Writer {
         self.link.room.wake_if_waiting();
         // Parks even with records queued when it cannot take them now: a new connection
         // waiting for its first record to be read must not spin on a full outbox.
-        if self.rx.is_empty() || self.outbox.planned_bytes() >= WRITE_BYTES {
+        if self.rx.is_empty() || self.outbox.planned_bytes() >= WRITE_BYTES || self.socket_full() {
             thread::park_timeout(self.read_wait);
         }
         self.read_wait = (self.read_wait * 2).min(READ_WAIT_MAX);
@@ -526,10 +600,12 @@ impl Writer {
     fn idle(&mut self) {
         // Right after work, records often come in bursts: look again a few times before
         // parking. A writer that has been idle for a while just parks.
+        // Records that must wait behind the spool are no reason to stay awake.
+        let blocked = self.queue_blocked();
         if std::mem::take(&mut self.busy) {
             self.poll = FIRST_POLL.min(self.config.idle_poll);
             for _ in 0..IDLE_YIELDS {
-                if !self.rx.is_empty() {
+                if !self.rx.is_empty() && !blocked {
                     return;
                 }
                 thread::yield_now();
@@ -552,7 +628,7 @@ impl Writer {
         self.link
             .writer_parked
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        if self.rx.is_empty() {
+        if self.rx.is_empty() || blocked {
             thread::park_timeout(timeout);
         }
         self.link
@@ -582,9 +658,9 @@ impl Writer {
             self.link.let_go(current.conn, active);
         }
         self.link.room.wake_all();
-        let unsent = self.outbox.into_unsent();
-        // Handed back, so written no more.
+        let unsent = self.outbox.take_unsent();
+        // Handed back or kept in the spool, so written no more.
         Counters::sub(&self.link.counters.written, unsent.written as u64);
-        unsent.records
+        self.spool_leftovers(unsent.records)
     }
 }

@@ -6,7 +6,7 @@
 //! completely handed to the kernel) and *written* (handed to the current connection,
 //! waiting for the kernel to show the agent read it). A record leaves the outbox when it
 //! is *delivered* ([`Outbox::on_read`]), when it is lost, or when it is handed back at
-//! close ([`Outbox::into_unsent`]). The frames lie in one deque in that order (written,
+//! close ([`Outbox::take_unsent`]). The frames lie in one deque in that order (written,
 //! then buffered, then taken), so no record is ever moved between collections.
 //!
 //! The outbox only keeps books: it makes no syscalls and touches no counters, so every
@@ -38,8 +38,45 @@ struct Frame {
     /// The record's place in the order the writer took records off the queue.
     seq: u64,
     ts: i64,
-    record: Record,
+    body: Body,
     stage: Stage,
+}
+
+/// What a frame carries.
+// Records are the hot path: boxing them to shrink the rare spooled variant would cost
+// an allocation per record.
+#[allow(clippy::large_enum_variant)]
+enum Body {
+    /// A record taken off the queue.
+    Record(Record),
+    /// A frame read back from the spool, kept to be written again after a failure; it
+    /// leaves the spool once delivered. `inherited`: it was in the spool when the client
+    /// opened it (an earlier client's record, not counted among this one's).
+    Spooled { bytes: Box<[u8]>, inherited: bool },
+}
+
+impl Body {
+    /// Whether the record is this client's own (counted in its `accepted`).
+    fn own(&self) -> bool {
+        !matches!(
+            self,
+            Body::Spooled {
+                inherited: true,
+                ..
+            }
+        )
+    }
+}
+
+/// What a look at the agent's reads delivered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Read {
+    /// This client's own records.
+    pub(crate) records: usize,
+    /// Frames that came from the spool (own or inherited), for the spool to let go of.
+    pub(crate) spooled: usize,
+    /// Frames an earlier client left in the spool.
+    pub(crate) inherited: usize,
 }
 
 /// A `flush` waiting for every record taken before it to be delivered.
@@ -72,11 +109,12 @@ pub(crate) struct Failure {
     pub(crate) heartbeat_dropped: bool,
 }
 
-/// What [`Outbox::into_unsent`] hands back.
+/// What [`Outbox::take_unsent`] hands back.
 pub(crate) struct Unsent {
-    /// Every record still in the outbox, in order.
+    /// Every record taken off the queue still in the outbox, in order.
     pub(crate) records: Vec<Record>,
-    /// How many of them had been written (and not confirmed read).
+    /// This client's records still in the outbox that had been written (and not
+    /// confirmed read), those read from the spool (which keeps them) included.
     pub(crate) written: usize,
 }
 
@@ -126,11 +164,38 @@ impl Outbox {
         self.frames.push_back(Frame {
             seq: self.next_seq,
             ts,
-            record,
+            body: Body::Record(record),
             stage: Stage::Taken { size_bound },
         });
         self.next_seq += 1;
         self.taken_bytes = self.taken_bytes.saturating_add(size_bound);
+    }
+
+    /// Whether every record taken is encoded (so a spooled frame may follow them).
+    pub(crate) fn all_encoded(&self) -> bool {
+        self.frames.len() == self.written + self.buffered
+    }
+
+    /// A frame read back from the spool, buffered as it is. Only when
+    /// [`Outbox::all_encoded`]: the frames must lie in the order of their stages.
+    pub(crate) fn take_spooled(&mut self, bytes: &[u8], inherited: bool) {
+        debug_assert!(self.all_encoded());
+        let start = self.buf.as_slice().len();
+        self.buf.extend_from_slice(bytes);
+        self.frames.push_back(Frame {
+            seq: self.next_seq,
+            ts: 0,
+            body: Body::Spooled {
+                bytes: bytes.into(),
+                inherited,
+            },
+            stage: Stage::Buffered {
+                start,
+                end: self.buf.as_slice().len(),
+            },
+        });
+        self.next_seq += 1;
+        self.buffered += 1;
     }
 
     /// The unwritten bytes the buffer will hold once the taken records are encoded (at
@@ -176,11 +241,11 @@ impl Outbox {
         let mut lost = 0;
         let mut i = self.written + self.buffered;
         while let Some(f) = self.frames.get_mut(i) {
-            let Stage::Taken { size_bound } = f.stage else {
+            let (Stage::Taken { size_bound }, Body::Record(record)) = (f.stage, &f.body) else {
                 break;
             };
             let start = self.buf.as_slice().len();
-            if append_record_in(&mut self.buf, size_bound, service_tree_id, f.ts, &f.record) {
+            if append_record_in(&mut self.buf, size_bound, service_tree_id, f.ts, record) {
                 f.stage = Stage::Buffered {
                     start,
                     end: self.buf.as_slice().len(),
@@ -292,8 +357,9 @@ impl Outbox {
         self.buf.as_slice().get(self.sent..cut).map(Chunk::Records)
     }
 
-    /// `n` bytes of `chunk`'s kind were handed to the kernel. Returns how many records
-    /// were completely written by it, and whether it completed a heartbeat.
+    /// `n` bytes of `chunk`'s kind were handed to the kernel. Returns how many of this
+    /// client's records were completely written by it, and whether it completed a
+    /// heartbeat.
     pub(crate) fn on_written(&mut self, heartbeat: bool, n: usize) -> (usize, bool) {
         self.stream += n as u64;
         if heartbeat {
@@ -323,7 +389,7 @@ impl Outbox {
             };
             self.written += 1;
             self.buffered -= 1;
-            done += 1;
+            done += usize::from(f.body.own());
         }
         if self.buffered == 0 && self.sent == self.buf.as_slice().len() {
             self.buf.clear();
@@ -333,17 +399,27 @@ impl Outbox {
     }
 
     /// The kernel says the agent has `unread` of the stream's bytes left to read: every
-    /// written record that ends before them is delivered. Returns how many.
-    pub(crate) fn on_read(&mut self, unread: usize) -> usize {
+    /// written record that ends before them is delivered. Returns what was.
+    pub(crate) fn on_read(&mut self, unread: usize) -> Read {
         let read = self.stream.saturating_sub(unread as u64);
         let delivered = self
             .frames
             .range(..self.written)
             .take_while(|f| matches!(f.stage, Stage::Written { stream_end } if stream_end <= read))
             .count();
-        self.frames.drain(..delivered);
+        let mut tally = Read::default();
+        for f in self.frames.drain(..delivered) {
+            match f.body {
+                Body::Record(_) => tally.records += 1,
+                Body::Spooled { inherited, .. } => {
+                    tally.spooled += 1;
+                    tally.inherited += usize::from(inherited);
+                    tally.records += usize::from(!inherited);
+                }
+            }
+        }
         self.written -= delivered;
-        delivered
+        tally
     }
 
     /// The connection failed. The written records not confirmed read are buffered again
@@ -351,7 +427,7 @@ impl Outbox {
     /// cut by the failure is written whole again; the stream starts over.
     pub(crate) fn on_failure(&mut self, replay: bool, service_tree_id: &str) -> Failure {
         let mut failure = Failure {
-            unconfirmed: self.written,
+            unconfirmed: self.own_written(),
             heartbeat_dropped: self.has_heartbeat(),
             ..Failure::default()
         };
@@ -376,14 +452,25 @@ impl Outbox {
         failure
     }
 
+    /// This client's own records among the written ones.
+    fn own_written(&self) -> usize {
+        let frames = self.frames.range(..self.written);
+        frames.filter(|f| f.body.own()).count()
+    }
+
     /// Encodes the written records again at the front of the buffer, followed by the
     /// unwritten bytes.
     fn rebuffer_written(&mut self, service_tree_id: &str) {
         self.scratch.clear();
         for f in self.frames.range_mut(..self.written) {
             let start = self.scratch.as_slice().len();
-            // Encoding is deterministic, and each of these records was encoded before.
-            let _encoded = append_record(&mut self.scratch, service_tree_id, f.ts, &f.record);
+            match &f.body {
+                // Encoding is deterministic, and each of these records was encoded before.
+                Body::Record(record) => {
+                    let _encoded = append_record(&mut self.scratch, service_tree_id, f.ts, record);
+                }
+                Body::Spooled { bytes, .. } => self.scratch.extend_from_slice(bytes),
+            }
             f.stage = Stage::Buffered {
                 start,
                 end: self.scratch.as_slice().len(),
@@ -425,19 +512,26 @@ impl Outbox {
 
     /// Everything left, in order, for `close` to hand back, each with the time it was
     /// stamped with (so it can be sent again as it was); waiting flushes are told the
-    /// client stopped first.
-    pub(crate) fn into_unsent(mut self) -> Unsent {
+    /// client stopped first. Frames read from the spool are not handed back: the spool
+    /// keeps them until they are delivered.
+    pub(crate) fn take_unsent(&mut self) -> Unsent {
         for m in self.markers.drain(..) {
             m.signal.cancel();
         }
-        Unsent {
-            written: self.written,
-            records: self
-                .frames
-                .into_iter()
-                .map(|f| f.record.event_time(f.ts))
-                .collect(),
+        let mut unsent = Unsent {
+            written: self.own_written(),
+            records: Vec::with_capacity(self.frames.len()),
+        };
+        self.written = 0;
+        self.buffered = 0;
+        self.taken_bytes = 0;
+        for f in self.frames.drain(..) {
+            match f.body {
+                Body::Record(record) => unsent.records.push(record.event_time(f.ts)),
+                Body::Spooled { .. } => {}
+            }
         }
+        unsent
     }
 }
 

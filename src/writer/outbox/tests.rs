@@ -74,9 +74,9 @@ fn records_move_from_taken_to_written_to_delivered() {
     assert_eq!(o.on_written(false, total), (3, false));
     assert_eq!((o.unwritten(), o.unconfirmed()), (0, 3));
     // The agent has read all but the last frame's last byte: two delivered.
-    assert_eq!(o.on_read(1), 2);
+    assert_eq!(o.on_read(1).records, 2);
     assert_eq!(o.unconfirmed(), 1);
-    assert_eq!(o.on_read(0), 1);
+    assert_eq!(o.on_read(0).records, 1);
     assert!(o.is_empty());
 }
 
@@ -163,11 +163,11 @@ fn a_heartbeat_goes_between_frames_never_inside_one() {
     // The heartbeat's bytes count in the stream: `b` ends after them.
     o.on_written(false, frame_len("b", 1));
     assert_eq!(
-        o.on_read(frame_len("b", 1)),
+        o.on_read(frame_len("b", 1)).records,
         1,
         "a read up to the heartbeat"
     );
-    assert_eq!(o.on_read(0), 1);
+    assert_eq!(o.on_read(0).records, 1);
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn a_failure_replays_the_unconfirmed_in_order_before_the_rest() {
     let (a, b, c) = (frame_len("a", 0), frame_len("b", 1), frame_len("c", 2));
     // a and b written, c cut in two, d unwritten; the agent read a.
     o.on_written(false, a + b + 3);
-    assert_eq!(o.on_read(b + 3), 1);
+    assert_eq!(o.on_read(b + 3).records, 1);
     let failure = o.on_failure(true, STI);
     assert_eq!(
         failure,
@@ -193,7 +193,7 @@ fn a_failure_replays_the_unconfirmed_in_order_before_the_rest() {
     let fresh = write_all(&mut outbox(&["x", "b", "c", "d"]), usize::MAX);
     assert_eq!(again.len(), b + c + frame_len("d", 3));
     assert_eq!(&again[..], &fresh[frame_len("x", 0)..]);
-    assert_eq!(names(o.into_unsent()), ["b", "c", "d"]);
+    assert_eq!(names(o.take_unsent()), ["b", "c", "d"]);
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn a_failure_before_anything_was_read_replays_everything_written() {
     assert_eq!(failure.unconfirmed, 3);
     assert!(failure.heartbeat_dropped && !failure.cut_frame);
     assert_eq!(write_all(&mut o, 64), all);
-    assert_eq!(o.on_read(0), 3);
+    assert_eq!(o.on_read(0).records, 3);
 }
 
 #[test]
@@ -256,7 +256,7 @@ fn close_hands_back_everything_in_order_and_cancels_flushes() {
     o.take(2, encoded_len_bound(STI, &r), r);
     let signal = Arc::new(FlushSignal::default());
     o.mark(Arc::clone(&signal));
-    let unsent = o.into_unsent();
+    let unsent = o.take_unsent();
     assert_eq!(unsent.written, 1);
     let times: Vec<_> = unsent.records.iter().map(Record::get_event_time).collect();
     assert_eq!(
