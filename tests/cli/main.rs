@@ -8,6 +8,7 @@ mod docs;
 mod encode;
 mod listen;
 mod send;
+mod spool;
 mod usage;
 
 use std::io::Write;

@@ -37,6 +37,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Print each line's frame as lowercase hex (`ERROR <reason>` for a bad line).
     Encode(EncodeArgs),
+    /// List what a spool directory holds, one JSON line per record, oldest first; or
+    /// send it to the agent with --drain.
+    ///
+    /// Listing changes nothing (a client may be using the directory). What opening it
+    /// would repair (a torn tail, a damaged file) is said on stderr.
+    Spool(SpoolArgs),
 }
 
 /// Where the agent is.
@@ -92,9 +98,30 @@ pub struct SendArgs {
     /// their original `ts`, so that the same command can send them again.
     #[arg(long, value_name = "FILE")]
     pub unsent: Option<PathBuf>,
+    /// Keep records that cannot be delivered now on disk in DIR (created if need be)
+    /// instead of handing them back: an agent away longer than the queue lasts loses
+    /// nothing, and the next run on DIR sends them first.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
     /// Print the summary on stdout as one JSON object instead of text on stderr.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SpoolArgs {
+    /// The spool directory.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Send what the spool holds to the agent (and empty it) instead of listing it.
+    #[arg(long)]
+    pub drain: bool,
+    /// The agent's address, for --drain; default: the library's default agent socket.
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+    /// With --drain: give up when no record was delivered for this long.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, default_value = "30")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! * `send`: reads JSON records (the golden-file shape) from stdin and sends them.
 //! * `check`: validates JSON records from stdin without sending them.
 //! * `encode`: prints the frame of every JSON line as lowercase hex.
+//! * `spool`: lists what a spool directory holds, or drains it to the agent.
 //!
 //! Data goes to stdout; progress and errors go to stderr. A usage error exits with 2.
 
@@ -18,6 +19,7 @@ mod listen;
 mod notices;
 mod progress;
 mod send;
+mod spool;
 mod summary;
 
 use std::process::ExitCode;
@@ -34,5 +36,6 @@ fn main() -> ExitCode {
         Command::Send(a) => send::run(&a),
         Command::Check(a) => check::run(&a),
         Command::Encode(a) => encode::run(&a),
+        Command::Spool(a) => spool::run(&a),
     }
 }

@@ -99,6 +99,7 @@ struct Send {
     timeout: Duration,
     close_timeout: Duration,
     judge: Judge,
+    spool: Option<std::path::PathBuf>,
     client: Option<Client>,
     notices: Option<Notices>,
     progress: Progress,
@@ -116,6 +117,7 @@ impl Send {
             timeout: args.timeout,
             close_timeout: args.close_timeout,
             judge: Judge::new(args.service_tree_id.clone()),
+            spool: args.spool.clone(),
             client: None,
             notices: None,
             console: progress.console(),
@@ -175,10 +177,13 @@ impl Send {
             return Some(client.clone());
         }
         let id = self.judge.service_tree_id()?.to_owned();
-        let built = Client::builder(id)
+        let mut builder = Client::builder(id)
             .transport(self.transport.clone())
-            .max_frame_size(MAX_FRAME_SIZE)
-            .build();
+            .max_frame_size(MAX_FRAME_SIZE);
+        if let Some(dir) = &self.spool {
+            builder = builder.spool(dir);
+        }
+        let built = builder.build();
         match built {
             Ok(client) => {
                 self.notices = Notices::start(
@@ -226,6 +231,9 @@ impl Send {
             };
             let report = client.close(close_timeout);
             self.summary.delivered = report.delivered;
+            self.summary.spooled = report.spooled;
+            self.summary.spool_replayed = report.stats.spool_replayed;
+            self.summary.spool = self.spool.clone();
             // What a thread stuck in the OS held is lost without being handed back.
             let handed = report.unsent.len() as u64;
             self.summary.lost = report.stats.lost.saturating_sub(handed);

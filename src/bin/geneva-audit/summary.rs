@@ -22,12 +22,19 @@ pub struct Summary {
     pub stopped: Option<String>,
     /// Whether the input was read to its end.
     pub input_complete: bool,
+    /// The spool directory (--spool), if any.
+    pub spool: Option<PathBuf>,
+    /// Records not delivered and kept in the spool for the next run.
+    pub spooled: u64,
+    /// Records an earlier run left in the spool, delivered by this one.
+    pub spool_replayed: u64,
 }
 
 impl Summary {
     pub fn success(&self) -> bool {
         self.refused == 0
             && self.handed_back == 0
+            && self.spooled == 0
             && self.lost == 0
             && self.stopped.is_none()
             && self.input_complete
@@ -37,10 +44,26 @@ impl Summary {
         let mut s = format!(
             "geneva-audit: {} delivered, {} not delivered, {} refused ({} read)",
             count(self.delivered, "record"),
-            count(self.handed_back, "record"),
+            count(self.handed_back + self.spooled, "record"),
             count(self.refused, "line"),
             count(self.lines, "line"),
         );
+        if let Some(dir) = &self.spool {
+            if self.spool_replayed > 0 {
+                s.push_str(&format!(
+                    "\ngeneva-audit: {} an earlier run left in {} delivered first",
+                    count(self.spool_replayed, "record"),
+                    dir.display()
+                ));
+            }
+            if self.spooled > 0 {
+                s.push_str(&format!(
+                    "\ngeneva-audit: {} kept in {}; the next run on it sends them first",
+                    count(self.spooled, "record"),
+                    dir.display()
+                ));
+            }
+        }
         if self.lost > 0 {
             s.push_str(&format!(
                 "\ngeneva-audit: {} lost: a thread stuck in the OS held them at close",
@@ -77,6 +100,8 @@ impl Summary {
             "unsent_file": self.unsent_file.as_ref().map(|p| p.display().to_string()),
             "stopped": self.stopped,
             "input_complete": self.input_complete,
+            "spooled": self.spooled,
+            "spool_replayed": self.spool_replayed,
             "success": self.success(),
         })
         .to_string()

@@ -1,0 +1,92 @@
+//! `send --spool` and `spool`: records kept on disk while the agent is away, listed,
+//! and drained to it once it is back.
+
+use geneva_audit::agent::TestAgent;
+use serde_json::Value as Json;
+
+use crate::common::{PATIENCE, TempDir};
+use crate::{input, run, text, valid_line};
+
+#[test]
+fn records_kept_in_the_spool_are_listed_in_order_and_drained_to_the_agent() {
+    let dir = TempDir::new("cli-spool");
+    let socket = dir.socket();
+    let sock = socket.to_str().unwrap();
+    let spool = dir.0.join("spool");
+    let spool = spool.to_str().unwrap();
+    let names: Vec<String> = (0..5).map(|n| format!("op-{n}")).collect();
+    let lines: Vec<String> = names.iter().map(|n| valid_line(n)).collect();
+    // No agent: the records go to the spool, and the run says so and fails.
+    let out = run(
+        &[
+            "send",
+            "--unix",
+            sock,
+            "--spool",
+            spool,
+            "--timeout",
+            "1",
+            "--json",
+        ],
+        input(&lines),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let summary: Json = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(summary["spooled"], 5, "{summary}");
+    assert_eq!(summary["handed_back"], 0, "{summary}");
+    assert_eq!(summary["success"], false, "{summary}");
+    // Listed as JSON lines, oldest first, without changing anything.
+    for _ in 0..2 {
+        let out = run(&["spool", spool], "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let listed: Vec<Json> = text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let got: Vec<&str> = listed
+            .iter()
+            .map(|f| f["body"]["OperationName"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, names);
+        assert_eq!(listed[4]["position"], 4);
+    }
+    // Drained to the agent once it is there.
+    let agent = TestAgent::unix(&socket).unwrap();
+    let out = run(&["spool", spool, "--drain", "--unix", sock], "");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("5 records sent from"), "{stderr}");
+    // The drain's client may also have sent a heartbeat: the records are the frames
+    // with an operation name.
+    let mut got = Vec::new();
+    for n in 5..8 {
+        let frames = agent
+            .wait_for_frames(n, PATIENCE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        got = frames
+            .iter()
+            .filter_map(|f| f.body_str("OperationName").map(str::to_owned))
+            .collect();
+        if got.len() >= 5 {
+            break;
+        }
+    }
+    assert_eq!(got, names);
+    let out = run(&["spool", spool], "");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[test]
+fn listing_what_is_not_a_spool_names_it() {
+    let dir = TempDir::new("cli-spool-missing");
+    let missing = dir.0.join("nothing-here");
+    let out = run(&["spool", missing.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&missing.display().to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+}
