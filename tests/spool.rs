@@ -335,3 +335,88 @@ fn an_agent_crashing_while_the_spool_drains_loses_nothing() {
     assert_eq!(report.stats.spool_bytes, 0);
     eprintln!("{dups} duplicates over {crashes} crashes");
 }
+
+#[test]
+fn a_damaged_spool_sends_its_good_frames_and_names_the_file_it_set_aside() {
+    let dir = TempDir::new("spool-damaged");
+    let spool = dir.0.join("spool");
+    // No agent: close keeps all fifty in the spool.
+    let client = builder()
+        .unix_socket(dir.socket())
+        .spool(&spool)
+        .build()
+        .unwrap();
+    send_range(&client, 0, 50);
+    let report = client.close(Duration::from_millis(200));
+    assert_eq!(report.spooled, 50, "{report:?}");
+    // A byte flipped in the middle of the segment.
+    let segment = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .spool(&spool)
+        .build()
+        .unwrap();
+    let events = client.notifications();
+    send_range(&client, 50, 10);
+    client.flush(PATIENCE).unwrap();
+    let report = client.close(PATIENCE);
+    let moved = events
+        .try_iter()
+        .find_map(|n| match n.event {
+            geneva_audit::Event::Spool(geneva_audit::SpoolNotice::SetAside {
+                path,
+                moved_to,
+                ..
+            }) => Some((path, moved_to)),
+            _ => None,
+        })
+        .expect("a SetAside notice");
+    assert_eq!(moved.0, segment);
+    // Renamed, never deleted.
+    assert_eq!(std::fs::read(&moved.1).unwrap(), bytes);
+    assert_eq!(report.stats.spool_corrupt, 1);
+    // The frames before the damage, in order, then the new records.
+    let (first, _) = first_arrivals(&seqs(&agent.frames()), &mut HashSet::new());
+    let good = first.iter().take_while(|&&s| s < 50).count() as u64;
+    assert!(good > 0 && good < 50, "{first:?}");
+    assert_consecutive(&first[..good as usize], 0, good);
+    assert_consecutive(&first[good as usize..], 50, 60);
+}
+
+#[test]
+fn a_spool_that_cannot_be_opened_is_told_and_the_client_goes_on_in_memory() {
+    let dir = TempDir::new("spool-unusable");
+    // A file where the directory should be.
+    let not_a_dir = dir.0.join("spool");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let client = builder()
+        .unix_socket(dir.socket())
+        .spool(&not_a_dir)
+        .build()
+        .unwrap();
+    let failed = client
+        .notifications()
+        .try_iter()
+        .find_map(|n| match n.event {
+            geneva_audit::Event::SpoolFailed { path, error } => Some((path, error)),
+            _ => None,
+        })
+        .expect("SpoolFailed");
+    assert_eq!(failed.0, not_a_dir);
+    assert!(failed.1.contains("not a directory"), "{}", failed.1);
+    send_range(&client, 0, 100);
+    client.flush(PATIENCE).unwrap();
+    let report = client.close(PATIENCE);
+    assert_eq!((report.delivered, report.stats.spool_errors), (100, 1));
+    assert!(agent.frames().len() >= 100);
+}
