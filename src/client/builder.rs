@@ -170,8 +170,8 @@ impl ClientBuilder {
     /// than records come, and across restarts of the process. Off by default.
     ///
     /// With a spool, the writer moves records from the queue to files in `dir` instead
-    /// of letting the queue fill while there is no connection or the queue is more than
-    /// half full; producers keep getting `Ok` until the spool reaches
+    /// of letting the queue fill while there has been no connection for a second (or
+    /// none at `close`) or the queue is more than half full; producers keep getting `Ok` until the spool reaches
     /// [`spool_limit`](Self::spool_limit). Once records are spooled, new ones go behind
     /// them: the spool is sent first, in order, when the agent is back. A spooled record
     /// leaves the spool only once the agent has read it. [`Client::close`] writes what it

@@ -192,7 +192,7 @@ impl Spool {
     }
 
     /// Puts one encoded frame at the back. On an error nothing of it is kept, and the
-    /// caller keeps the frame.
+    /// caller keeps the frame. Not synced here: see [`Spool::commit`].
     pub(crate) fn append(&mut self, frame: &[u8]) -> Result<(), SpoolFault> {
         let size = FRAME_OVERHEAD + frame.len() as u64;
         if self.bytes + size > self.limit {
@@ -240,7 +240,14 @@ impl Spool {
         self.unread += 1;
         self.bytes += size;
         self.dirty_since.get_or_insert_with(Instant::now);
-        if self.sync == SpoolSync::Always {
+        Ok(())
+    }
+
+    /// Ends a batch of appends: under [`SpoolSync::Always`], syncs them now, so what the
+    /// caller counts as spooled after this is on disk. One sync per batch, not per
+    /// frame: a sync costs about a millisecond on a disk.
+    pub(crate) fn commit(&mut self) -> Result<(), SpoolFault> {
+        if self.sync == SpoolSync::Always && self.dirty_since.is_some() {
             self.sync_data()?;
         }
         Ok(())

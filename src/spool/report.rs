@@ -15,7 +15,8 @@ pub enum SpoolSync {
     Off,
     /// At most this long after a frame was spooled.
     Every(Duration),
-    /// After every frame, before the writer takes the next one (slowest, loses nothing).
+    /// Before a frame counts as spooled: the writer syncs each batch it takes off the
+    /// queue (up to 512 frames) before counting it (slowest, loses nothing).
     Always,
 }
 

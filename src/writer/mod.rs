@@ -151,9 +151,9 @@ impl Writer {
             self.take_ready_connection();
             if self.spill.is_some() {
                 self.tick_spool();
-                if self.spilling() {
+                if self.spilling(lifecycle == Lifecycle::Draining) {
                     self.spill_queue();
-                } else if !self.queue_blocked() {
+                } else if !self.queue_waits() {
                     self.take_from_queue();
                 }
                 if self.current.is_some() {
@@ -488,8 +488,9 @@ impl Writer {
     fn idle(&mut self) {
         // Right after work, records often come in bursts: look again a few times before
         // parking. A writer that has been idle for a while just parks.
-        // Records that must wait behind the spool are no reason to stay awake.
-        let blocked = self.queue_blocked();
+        // Records that must wait (behind the spool, or for a connection) are no reason
+        // to stay awake.
+        let blocked = self.queue_waits();
         if std::mem::take(&mut self.busy) {
             self.poll = FIRST_POLL.min(self.config.idle_poll);
             for _ in 0..IDLE_YIELDS {

@@ -29,6 +29,10 @@ use crate::stats::Counters;
 /// How long spilling stays paused after a fault of the disk.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How long the writer may be without a connection before records go to disk: the
+/// first connect and a quick reconnect leave them in the queue, where they were.
+pub(crate) const OFFLINE_GRACE: Duration = Duration::from_secs(1);
+
 /// Records spilled per turn of the writer's loop, so it still looks at the connection
 /// and the agent's reads while a burst goes to disk.
 const SPILL_BATCH: usize = 512;
@@ -53,6 +57,8 @@ pub(crate) struct Spill {
     own: u64,
     /// Where a record is encoded before it is appended.
     scratch: Batch,
+    /// Since when the writer has had no connection.
+    offline_since: Option<Instant>,
 }
 
 impl Spill {
@@ -66,6 +72,7 @@ impl Spill {
             read_back: 0,
             own: 0,
             scratch: Batch::with_capacity(WRITE_BYTES),
+            offline_since: Some(Instant::now()),
         }
     }
 
@@ -89,24 +96,40 @@ impl Spill {
 
 impl Writer {
     /// Whether records taken off the queue go to the spool now: the spool already holds
-    /// records to send first, or there is no connection, or the queue is filling up
-    /// faster than the agent reads (past half full).
-    pub(crate) fn spilling(&mut self) -> bool {
+    /// records to send first, or there has been no connection for [`OFFLINE_GRACE`] (or
+    /// none while closing), or the queue is filling up faster than the agent reads (past
+    /// half full); and the spool is not paused after a fault.
+    pub(crate) fn spilling(&mut self, closing: bool) -> bool {
         let half = self.config.queue_capacity.div_ceil(2);
         let (connected, queued) = (self.current.is_some(), self.rx.len());
-        match self.spill.as_mut() {
-            Some(spill) => spill.ahead() || !connected || queued >= half,
-            None => false,
+        let Some(spill) = self.spill.as_mut() else {
+            return false;
+        };
+        if !spill.can_append(Instant::now()) {
+            // Paused after a fault of the disk: records go the direct way, or wait.
+            return false;
         }
+        let offline = if connected {
+            spill.offline_since = None;
+            false
+        } else {
+            // Closing, there is no time to wait: the records go where close keeps them.
+            let since = *spill.offline_since.get_or_insert_with(Instant::now);
+            closing || since.elapsed() >= OFFLINE_GRACE
+        };
+        spill.ahead() || offline || queued >= half
     }
 
-    /// Whether the queue must wait: records are ahead of it in the spool, which cannot
-    /// take more now.
-    pub(crate) fn queue_blocked(&mut self) -> bool {
+    /// Whether the queue's records stay where they are for now, with a spool: records
+    /// are ahead of them in the spool, which cannot take more now; or there is no
+    /// connection yet and [`OFFLINE_GRACE`] has not passed (taken into the outbox, they
+    /// would stay in memory however long the agent is away).
+    pub(crate) fn queue_waits(&mut self) -> bool {
         let now = Instant::now();
+        let connected = self.current.is_some();
         self.spill
             .as_mut()
-            .is_some_and(|s| s.ahead() && !s.can_append(now))
+            .is_some_and(|s| !connected || (s.ahead() && !s.can_append(now)))
     }
 
     /// Moves records from the queue to the spool, a batch at a time.
@@ -119,7 +142,7 @@ impl Writer {
         if !spill.can_append(now) {
             return;
         }
-        let mut lost = 0;
+        let (mut lost, mut spooled) = (0, 0);
         let mut fault = None;
         for _ in 0..SPILL_BATCH {
             let (ts, bound, record) = match spill.held.take() {
@@ -142,7 +165,7 @@ impl Writer {
                 Ok(()) => {
                     spill.enqueued += 1;
                     spill.own += 1;
-                    Counters::add(&self.link.counters.spooled, 1);
+                    spooled += 1;
                 }
                 Err(e) => {
                     spill.held = Some((ts, bound, record));
@@ -152,9 +175,16 @@ impl Writer {
                 }
             }
         }
+        // Counted once the policy has them on disk: a count read by the caller is a
+        // promise that survives a crash.
+        let committed = spill.spool.commit();
+        Counters::add(&self.link.counters.spooled, spooled);
         self.link.room.taken(|| self.rx.len());
         self.busy = true;
         self.publish_spool_size();
+        if let Err(e) = committed {
+            self.spool_fault(e, "the records just spooled may not survive a crash");
+        }
         if lost > 0 {
             self.lose(lost, LossReason::Unencodable);
         }
