@@ -5,6 +5,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
 use std::os::unix::net::UnixListener;
+use std::cell::Cell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,12 +19,37 @@ struct Counting;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// The reader stops reading while this is set.
+static PAUSED: AtomicBool = AtomicBool::new(false);
+/// Where the first counted allocation was made, so a failure says where to look.
+static FIRST: Mutex<Option<String>> = Mutex::new(None);
+
+thread_local! {
+    /// Set while this thread records a backtrace, whose own allocations are not counted.
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if !COUNTING.load(Ordering::Relaxed) || RECORDING.with(Cell::get) {
+        return;
+    }
+    if ALLOCATIONS.fetch_add(1, Ordering::Relaxed) == 0 {
+        RECORDING.with(|r| r.set(true));
+        let trace = format!(
+            "{:?}\n{}",
+            std::thread::current().name(),
+            std::backtrace::Backtrace::force_capture()
+        );
+        if let Ok(mut first) = FIRST.lock() {
+            first.get_or_insert(trace);
+        }
+        RECORDING.with(|r| r.set(false));
+    }
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count();
         // SAFETY: forwarding the caller's layout to the system allocator.
         unsafe { System.alloc(layout) }
     }
@@ -31,9 +58,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count();
         // SAFETY: forwarding a pointer and layout that came from `System`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -122,6 +147,9 @@ fn steady_state_pipeline_allocates_nothing() {
         let mut buf = vec![0u8; 1 << 16];
         let mut total = 0u64;
         loop {
+            while PAUSED.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
             match stream.read(&mut buf) {
                 Ok(0) | Err(_) => return total,
                 Ok(n) => total += n as u64,
@@ -138,22 +166,46 @@ fn steady_state_pipeline_allocates_nothing() {
     send_all(&client, 0, 20_000, false);
     send_all(&client, 20_000, 20_000, true);
     wait_written(&client, 40_000);
+    // The reader stops until the socket and the queue are full: the outbox then holds
+    // the most frames it ever can (all the kernel holds unread, and a write's worth),
+    // and its slots are grown once here rather than at a new peak while counting.
+    PAUSED.store(true, Ordering::SeqCst);
+    let mut n = 40_000;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut still, mut last) = (0, 0);
+    while still < 10_000 {
+        assert!(Instant::now() < deadline, "never filled: {:?}", client.stats());
+        match client.try_send(static_record(n)) {
+            Ok(()) => n += 1,
+            Err(SendError::QueueFull(_)) => {
+                // Full, and the writer has stopped writing: it is stuck on the socket.
+                let written = client.stats().written;
+                still = if written == last { still + 1 } else { 0 };
+                last = written;
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("refused: {e}"),
+        }
+    }
+    PAUSED.store(false, Ordering::SeqCst);
+    let warm = n;
+    wait_written(&client, warm);
 
     // Measured: building each record, try_send, waiting for room in send_timeout, the
     // queue, the writer, the encoder and the socket writes.
     ALLOCATIONS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
-    send_all(&client, 40_000, 50_000, false);
+    send_all(&client, warm, 50_000, false);
     let full_before = client.stats().refused_full;
-    send_all(&client, 90_000, 50_000, true);
+    send_all(&client, warm + 50_000, 50_000, true);
     // Each `QueueFull` in this phase was followed by a wait in `send_timeout`.
     let waits = client.stats().refused_full - full_before;
-    wait_written(&client, 140_000);
+    wait_written(&client, warm + 100_000);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
 
     let report = client.close(Duration::from_secs(5));
-    assert_eq!(report.stats.written, 140_000);
+    assert_eq!(report.stats.written, warm + 100_000);
     assert!(report.unsent.is_empty());
     let bytes = reader.join().unwrap();
     assert_eq!(bytes, report.stats.bytes_written);
@@ -165,6 +217,12 @@ fn steady_state_pipeline_allocates_nothing() {
         waits > 0,
         "the producer never had to wait: the test proves less than it says"
     );
-    assert_eq!(allocations, 0, "the steady-state pipeline allocated");
+    let first = FIRST.lock().map(|f| f.clone()).unwrap_or_default();
+    assert_eq!(
+        allocations,
+        0,
+        "the steady-state pipeline allocated; the first, on thread {}",
+        first.unwrap_or_default()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
