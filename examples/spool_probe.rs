@@ -100,12 +100,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         for with_spool in [false, true] {
             let agent = TestAgent::unix(&socket)?;
             let spool = dir.join(format!("idle-{round}"));
-            // A queue that never gets half full: the spool stays idle (the writer spills
-            // only without a connection or past half a queue).
+            // A queue that never gets half full, even if all `n` are queued before the
+            // first connect: the spool stays idle (the writer spills only past half a
+            // queue, or after a second without a connection).
             let c = client(
                 &socket,
                 with_spool.then_some(spool.as_path()),
-                2 * n as usize,
+                4 * n as usize,
             )?;
             let t = Instant::now();
             let mut lat = send(&c, n, &records)?;
@@ -113,12 +114,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             let took = t.elapsed();
             let s = c.close(Duration::from_secs(10)).stats;
             println!(
-                "direct, {}: {:.0} records/s; try_send p50 {:?} p99 {:?}; {} of {n} went through the spool",
+                "direct, {}: {:.0} records/s; try_send p50 {:?} p99 {:?}; {} of {n} went through the spool ({} connects, {} failed, {} write errors)",
                 if with_spool { "idle spool" } else { "no spool" },
                 n as f64 / took.as_secs_f64(),
                 pct(&mut lat, 0.5),
                 pct(&mut lat, 0.99),
                 s.spooled,
+                s.connects,
+                s.connect_failures,
+                s.write_errors,
             );
             drop(agent);
         }
