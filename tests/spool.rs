@@ -369,6 +369,7 @@ fn a_damaged_spool_sends_its_good_frames_and_names_the_file_it_set_aside() {
     send_range(&client, 50, 10);
     client.flush(PATIENCE).unwrap();
     let report = client.close(PATIENCE);
+    assert_eq!(report.delivered, 10, "{report:?}");
     let moved = events
         .try_iter()
         .find_map(|n| match n.event {
@@ -384,7 +385,11 @@ fn a_damaged_spool_sends_its_good_frames_and_names_the_file_it_set_aside() {
     // Renamed, never deleted.
     assert_eq!(std::fs::read(&moved.1).unwrap(), bytes);
     assert_eq!(report.stats.spool_corrupt, 1);
-    // The frames before the damage, in order, then the new records.
+    // The frames before the damage, in order, then the new records. Delivered means the
+    // agent's socket was read; the test agent decodes after that, so wait for the last.
+    wait_until("the last record decoded", || {
+        seqs(&agent.frames()).contains(&59)
+    });
     let (first, _) = first_arrivals(&seqs(&agent.frames()), &mut HashSet::new());
     let good = first.iter().take_while(|&&s| s < 50).count() as u64;
     assert!(good > 0 && good < 50, "{first:?}");
@@ -418,5 +423,5 @@ fn a_spool_that_cannot_be_opened_is_told_and_the_client_goes_on_in_memory() {
     client.flush(PATIENCE).unwrap();
     let report = client.close(PATIENCE);
     assert_eq!((report.delivered, report.stats.spool_errors), (100, 1));
-    assert!(agent.frames().len() >= 100);
+    wait_until("every record decoded", || agent.frames().len() >= 100);
 }
