@@ -1,4 +1,4 @@
-//! The client on a starved machine (issue 17): threads of the test's own keep every core
+//! The client on a starved machine (issue 17): processes the test starts keep every core
 //! busy while the agent drops the connection again and again. A busy machine whose agent
 //! restarts is the ordinary case in production: the client must neither give up nor
 //! lose a record, and must leave no descriptor or thread behind.
