@@ -3,9 +3,9 @@
 //! encoder and a real Unix socket, counted by a global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::Read;
 use std::os::unix::net::UnixListener;
-use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -174,7 +174,11 @@ fn steady_state_pipeline_allocates_nothing() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut still, mut last) = (0, 0);
     while still < 10_000 {
-        assert!(Instant::now() < deadline, "never filled: {:?}", client.stats());
+        assert!(
+            Instant::now() < deadline,
+            "never filled: {:?}",
+            client.stats()
+        );
         match client.try_send(static_record(n)) {
             Ok(()) => n += 1,
             Err(SendError::QueueFull(_)) => {
