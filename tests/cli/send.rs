@@ -274,3 +274,47 @@ fn send_gives_up_on_an_agent_that_never_reads_and_the_unsent_file_resends() {
 }
 
 const FIRST_TS: i64 = 1_600_000_000;
+
+/// Issue 17: an agent that exits once it has read every record is not a failure of the
+/// send. The receiver here decodes frames with rmpv, counts the records, and closes its
+/// end (listener and connection) the moment it has them all.
+#[test]
+fn send_to_an_agent_that_leaves_after_reading_everything_reports_no_failure() {
+    const N: usize = 5_000;
+    let dir = TempDir::new("cli-send-leaves");
+    let socket = dir.socket();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let mut records = 0;
+        while records < N {
+            let frame = rmpv::decode::read_value(&mut reader).unwrap();
+            let tag = frame
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            if tag == "AsmAuditDP" || tag == "AsmAuditCP" {
+                records += 1;
+            }
+        }
+        records
+    });
+    let input: String = (0..N)
+        .map(|i| valid_line(&format!("op-{i}")) + "\n")
+        .collect();
+    let out = run(&["send", "--unix", socket.to_str().unwrap()], &input);
+    let stderr = text(&out.stderr);
+    assert_eq!(receiver.join().unwrap(), N);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{N} records delivered, 0 records not delivered")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("failed") && !stderr.contains("closed the connection"),
+        "a false alarm after success: {stderr}"
+    );
+}
