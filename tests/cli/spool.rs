@@ -34,6 +34,8 @@ fn records_kept_in_the_spool_are_listed_in_order_and_drained_to_the_agent() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let summary: Json = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(summary["spooled"], 5, "{summary}");
+    assert!(summary["spool_bytes"].as_u64() > Some(0), "{summary}");
+    assert_eq!(summary["spool_corrupt"], 0, "{summary}");
     assert_eq!(summary["handed_back"], 0, "{summary}");
     assert_eq!(summary["success"], false, "{summary}");
     // Listed as JSON lines, oldest first, without changing anything.
@@ -89,4 +91,48 @@ fn listing_what_is_not_a_spool_names_it() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn a_damaged_spool_is_named_and_counted_in_the_summary() {
+    let dir = TempDir::new("cli-spool-damaged");
+    let socket = dir.socket();
+    let sock = socket.to_str().unwrap();
+    let spool_dir = dir.0.join("spool");
+    let spool = spool_dir.to_str().unwrap();
+    let lines: Vec<String> = (0..20).map(|n| valid_line(&format!("op-{n}"))).collect();
+    let args = [
+        "send",
+        "--unix",
+        sock,
+        "--spool",
+        spool,
+        "--timeout",
+        "1",
+        "--json",
+    ];
+    let out = run(&args, input(&lines));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // A byte flipped in the middle of the segment.
+    let segment = std::fs::read_dir(&spool_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let _agent = TestAgent::unix(&socket).unwrap();
+    let out = run(&args, input(&[valid_line("op-new")]));
+    let stderr = text(&out.stderr);
+    // Records after the damage were not sent: not a success.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let summary: Json = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(summary["spool_corrupt"], 1, "{summary}");
+    let replayed = summary["spool_replayed"].as_u64().unwrap_or(0);
+    assert!(replayed > 0 && replayed < 20, "{summary}");
+    assert_eq!(summary["spool_bytes"], 0, "{summary}");
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(stderr.contains(name), "{stderr}");
 }

@@ -233,6 +233,8 @@ impl Send {
             self.summary.delivered = report.delivered;
             self.summary.spooled = report.spooled;
             self.summary.spool_replayed = report.stats.spool_replayed;
+            self.summary.spool_bytes = report.stats.spool_bytes;
+            self.summary.spool_corrupt = report.stats.spool_corrupt;
             self.summary.spool = self.spool.clone();
             // What a thread stuck in the OS held is lost without being handed back.
             let handed = report.unsent.len() as u64;

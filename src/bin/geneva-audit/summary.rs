@@ -28,6 +28,10 @@ pub struct Summary {
     pub spooled: u64,
     /// Records an earlier run left in the spool, delivered by this one.
     pub spool_replayed: u64,
+    /// Bytes the spool's files hold at the end.
+    pub spool_bytes: u64,
+    /// Damaged spool files found at open and set aside.
+    pub spool_corrupt: u64,
 }
 
 impl Summary {
@@ -35,6 +39,7 @@ impl Summary {
         self.refused == 0
             && self.handed_back == 0
             && self.spooled == 0
+            && self.spool_corrupt == 0
             && self.lost == 0
             && self.stopped.is_none()
             && self.input_complete
@@ -58,8 +63,17 @@ impl Summary {
             }
             if self.spooled > 0 {
                 s.push_str(&format!(
-                    "\ngeneva-audit: {} kept in {}; the next run on it sends them first",
+                    "\ngeneva-audit: {} kept in {} ({}); the next run on it sends them first",
                     count(self.spooled, "record"),
+                    dir.display(),
+                    count(self.spool_bytes, "byte"),
+                ));
+            }
+            if self.spool_corrupt > 0 {
+                s.push_str(&format!(
+                    "\ngeneva-audit: {} in {} damaged: the records after the damage were not \
+                     sent; the file is kept, renamed *.corrupt-*",
+                    count(self.spool_corrupt, "file"),
                     dir.display()
                 ));
             }
@@ -102,6 +116,8 @@ impl Summary {
             "input_complete": self.input_complete,
             "spooled": self.spooled,
             "spool_replayed": self.spool_replayed,
+            "spool_bytes": self.spool_bytes,
+            "spool_corrupt": self.spool_corrupt,
             "success": self.success(),
         })
         .to_string()
