@@ -242,13 +242,17 @@ fn a_full_spool_falls_back_to_memory_and_loses_nothing() {
     let s = client.stats();
     assert!(s.spooled > 0 && s.spooled < accepted, "{s:?}");
     assert!(s.spool_bytes <= 64 * 1024, "{s:?}");
-    let fault = notifications
-        .try_iter()
-        .find_map(|n| match n.event {
-            Event::SpoolFailed { error, .. } => Some(error),
-            _ => None,
-        })
-        .expect("a SpoolFailed notification");
+    // The writer tells the fault on its own thread: wait for it, with a deadline.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let fault = std::iter::from_fn(|| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        notifications.recv_timeout(left).ok()
+    })
+    .find_map(|n| match n.event {
+        Event::SpoolFailed { error, .. } => Some(error),
+        _ => None,
+    })
+    .expect("a SpoolFailed notification");
     assert!(fault.contains("limit") || fault.contains("full"), "{fault}");
     // The agent comes back: every accepted record arrives, in order.
     let agent = TestAgent::unix(dir.socket()).unwrap();

@@ -280,12 +280,13 @@ impl Writer {
 
     /// A fault of the disk: counted and told, with what it means for the records.
     fn spool_fault(&self, e: SpoolFault, consequence: &str) {
-        Counters::add(&self.link.counters.spool_errors, 1);
         let path = self.spill.as_ref().map(|s| s.spool.path().to_path_buf());
         self.link.notifier.publish(Event::SpoolFailed {
             path: path.unwrap_or_default(),
             error: format!("{e}; {consequence}"),
         });
+        // Counted once told, so that whoever sees the count can find the event.
+        Counters::add(&self.link.counters.spool_errors, 1);
     }
 
     /// The spool cannot be read: it is left as it is on disk for the next client, and
