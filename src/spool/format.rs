@@ -11,8 +11,10 @@
 //! the CPU's own instruction on x86-64 and aarch64, a few hundred nanoseconds for a
 //! kilobyte frame; it finds every burst error of up to 32 bits and all odd bit flips.
 //!
-//! `cursor` is `[u64 LE segment id][u64 LE offset][u32 LE crc32c of the 16 bytes
-//! before]`: every frame of that segment ending at or before the offset was delivered.
+//! `cursor` is one or more entries `[u64 LE segment id][u64 LE offset]`, then a `[u32 LE
+//! crc32c of every byte before]`: every frame of a named segment ending at or before its
+//! offset was delivered. There is an entry for each segment with a delivered prefix
+//! (more than one once `close` has put frames in front of a segment being delivered).
 //! It is replaced whole (written to `cursor.tmp`, then renamed), so it is either the old
 //! one or the new one; a cursor that does not check out is ignored, which can only send
 //! delivered frames again, never lose one.
@@ -29,8 +31,9 @@ pub(crate) const HEADER_LEN: u64 = 16;
 pub(crate) const FRAME_OVERHEAD: u64 = 8;
 /// A length larger than this is damage, not a frame (frames are bounded far below).
 pub(crate) const MAX_FRAME: u32 = 64 << 20;
-/// The cursor file's length.
-pub(crate) const CURSOR_LEN: usize = 20;
+/// Bytes of one entry of the cursor file, and of its checksum.
+const CURSOR_ENTRY: usize = 16;
+const CURSOR_CRC: usize = 4;
 
 pub(crate) const LOCK_FILE: &str = "lock";
 pub(crate) const CURSOR_FILE: &str = "cursor";
@@ -140,24 +143,34 @@ pub(crate) fn is_ours(name: &str) -> bool {
         || name.contains(".seg.corrupt-")
 }
 
-/// The cursor's bytes.
-pub(crate) fn cursor_bytes(segment: u64, offset: u64) -> [u8; CURSOR_LEN] {
-    let mut c = [0u8; CURSOR_LEN];
-    c[..8].copy_from_slice(&segment.to_le_bytes());
-    c[8..16].copy_from_slice(&offset.to_le_bytes());
-    let crc = crc32c::crc32c(&c[..16]);
-    c[16..].copy_from_slice(&crc.to_le_bytes());
+/// The cursor's bytes: an entry per (segment id, offset), then the checksum.
+pub(crate) fn cursor_bytes(entries: &[(u64, u64)]) -> Vec<u8> {
+    let mut c = Vec::with_capacity(entries.len() * CURSOR_ENTRY + CURSOR_CRC);
+    for (segment, offset) in entries {
+        c.extend_from_slice(&segment.to_le_bytes());
+        c.extend_from_slice(&offset.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&c);
+    c.extend_from_slice(&crc.to_le_bytes());
     c
 }
 
-/// The cursor a file holds, if it checks out.
-pub(crate) fn read_cursor(bytes: &[u8]) -> Option<(u64, u64)> {
-    if bytes.len() != CURSOR_LEN {
-        return None;
+/// The entries a cursor file holds, if it checks out (none if it does not).
+pub(crate) fn read_cursor(bytes: &[u8]) -> Vec<(u64, u64)> {
+    let Some(body_len) = bytes.len().checked_sub(CURSOR_CRC) else {
+        return Vec::new();
+    };
+    let (body, crc) = bytes.split_at(body_len);
+    let whole = body_len > 0 && body_len % CURSOR_ENTRY == 0;
+    let crc = crc.try_into().ok().map(u32::from_le_bytes);
+    if !whole || crc != Some(crc32c::crc32c(body)) {
+        return Vec::new();
     }
-    let word = |r: std::ops::Range<usize>| bytes.get(r)?.try_into().ok().map(u64::from_le_bytes);
-    let crc = u32::from_le_bytes(bytes.get(16..20)?.try_into().ok()?);
-    (crc32c::crc32c(bytes.get(..16)?) == crc).then_some((word(0..8)?, word(8..16)?))
+    let word = |b: &[u8]| b.try_into().map(u64::from_le_bytes).unwrap_or_default();
+    body.chunks_exact(CURSOR_ENTRY)
+        .map(|e| e.split_at(8))
+        .map(|(id, offset)| (word(id), word(offset)))
+        .collect()
 }
 
 /// Where a damaged file is moved: its name with `.corrupt-<unix seconds>`, never over

@@ -344,31 +344,43 @@ impl Spool {
         self.write_cursor(true)
     }
 
-    /// Records how far the oldest segment was delivered.
+    /// Records how far each segment was delivered (only those with a delivered prefix:
+    /// usually the oldest alone, two once `close` has put frames in front of it).
     fn write_cursor(&mut self, durable: bool) -> Result<(), SpoolFault> {
         if !self.cursor_dirty {
             return Ok(());
         }
-        let Some((id, start)) = self
+        let tail = self.tail.as_ref().map(|t| (t.id, t.len));
+        let entries: Vec<(u64, u64)> = self
             .segments
-            .front()
-            .map(|s| (s.id, s.frames.front().map(|f| f.0)))
-        else {
-            let _ = fs::remove_file(self.dir.join(CURSOR_FILE));
+            .iter()
+            .filter_map(|s| {
+                // Everything before the first undelivered frame was delivered (all of
+                // it, if none is left: only the tail is kept empty).
+                let offset = match s.frames.front() {
+                    Some(f) => f.0,
+                    None => tail.filter(|t| t.0 == s.id).map_or(HEADER_LEN, |t| t.1),
+                };
+                (offset > HEADER_LEN).then_some((s.id, offset))
+            })
+            .collect();
+        let path = self.dir.join(CURSOR_FILE);
+        if entries.is_empty() {
+            // Nothing delivered is still on disk.
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(fault(&path, "remove the spool cursor")(e)),
+            }
             self.cursor_dirty = false;
             return Ok(());
-        };
-        // Everything in the segment before its first undelivered frame was delivered
-        // (all of it, if none is left: only the tail is kept empty).
-        let tail_len = self.tail.as_ref().filter(|t| t.id == id).map(|t| t.len);
-        let offset = start.or(tail_len).unwrap_or(HEADER_LEN);
+        }
         let tmp = self.dir.join(CURSOR_TMP);
         let mut file = File::create(&tmp).map_err(fault(&tmp, "write the spool cursor"))?;
-        file.write_all(&cursor_bytes(id, offset))
+        file.write_all(&cursor_bytes(&entries))
             .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
             .map_err(fault(&tmp, "write the spool cursor"))?;
-        fs::rename(&tmp, self.dir.join(CURSOR_FILE))
-            .map_err(fault(&tmp, "replace the spool cursor with"))?;
+        fs::rename(&tmp, path).map_err(fault(&tmp, "replace the spool cursor with"))?;
         self.cursor_dirty = false;
         Ok(())
     }

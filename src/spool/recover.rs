@@ -58,8 +58,8 @@ pub(crate) fn scan(
     }
     ids.sort_unstable();
     let cursor = fs::read(dir.join(CURSOR_FILE))
-        .ok()
-        .and_then(|b| read_cursor(&b));
+        .map(|b| read_cursor(&b))
+        .unwrap_or_default();
     let mut segments = Vec::with_capacity(ids.len());
     let last = ids.last().copied();
     for id in ids {
@@ -69,10 +69,10 @@ pub(crate) fn scan(
         else {
             continue;
         };
-        // Frames the cursor says were delivered are not sent again (only in the segment
-        // it names: earlier ones still here were never let go of, so they go again).
-        if let Some((at_id, offset)) = cursor.filter(|c| c.0 == id) {
-            if at_id == id && found.frames.iter().any(|f| f.1 == offset) {
+        // Frames the cursor says were delivered are not sent again (only in the segments
+        // it names, and only at a frame's end: anything else is not this file's cursor).
+        for &(_, offset) in cursor.iter().filter(|c| c.0 == id) {
+            if found.frames.iter().any(|f| f.1 == offset) {
                 found.frames.retain(|f| f.1 > offset);
             }
         }

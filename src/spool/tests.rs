@@ -430,3 +430,46 @@ fn the_cursor_waits_for_the_policy_and_a_crash_costs_duplicates_only() {
     let (mut spool, _) = open(&dir.0);
     assert_eq!(drain(&mut spool).len(), 10);
 }
+
+/// Frames put in front of a segment being delivered must not make the cursor forget
+/// that segment's delivered prefix (which the next client would send again).
+#[test]
+fn frames_in_front_keep_what_was_delivered_behind_them_delivered() {
+    let _serial = serial();
+    let dir = Dir::new("front-cursor");
+    let (mut spool, _) = open(&dir.0);
+    for n in 1..=6 {
+        spool.append(&frame(n)).unwrap();
+    }
+    for _ in 0..4 {
+        spool.next_frame().unwrap();
+    }
+    spool.ack(2).unwrap();
+    let older = [frame(0)];
+    spool
+        .append_front(&mut older.iter().map(|f| f.as_slice()))
+        .unwrap();
+    spool.sync().unwrap();
+    drop(spool);
+    let (mut spool, _) = open(&dir.0);
+    let got: Vec<_> = drain(&mut spool).into_iter().map(|f| f.0).collect();
+    assert_eq!(got, [0, 3, 4, 5, 6].map(frame));
+}
+
+#[test]
+fn a_cursor_holds_entries_and_checks_out_whole() {
+    use super::format::{cursor_bytes, read_cursor};
+    let one = cursor_bytes(&[(7, 116)]);
+    // One entry is the 20 bytes of the first format: id, offset, checksum.
+    assert_eq!(one.len(), 20);
+    assert_eq!(read_cursor(&one), [(7, 116)]);
+    let two = cursor_bytes(&[(6, 300), (7, 116)]);
+    assert_eq!(read_cursor(&two), [(6, 300), (7, 116)]);
+    let mut flipped = two.clone();
+    flipped[9] ^= 1;
+    assert!(read_cursor(&flipped).is_empty());
+    assert!(read_cursor(&two[..two.len() - 1]).is_empty());
+    assert!(read_cursor(&two[4..]).is_empty());
+    assert!(read_cursor(&cursor_bytes(&[])).is_empty());
+    assert!(read_cursor(&[]).is_empty());
+}
