@@ -100,6 +100,65 @@ fn close_spools_what_it_cannot_deliver_and_the_next_client_sends_it_first() {
     assert_eq!(report.spooled, 0);
 }
 
+/// At close the outbox may hold spooled frames the agent has not read yet and, behind
+/// them, records that went the direct way once the spool had nothing left to read: the
+/// spool keeps them in that order, so the next client sends the spooled ones first.
+#[test]
+fn close_keeps_records_sent_behind_spooled_ones_behind_them() {
+    const N: u64 = 50;
+    const M: u64 = 50;
+    let dir = TempDir::new("spool-close-order");
+    let spool = dir.0.join("spool");
+    let first = builder()
+        .unix_socket(dir.socket())
+        .spool(&spool)
+        .spool_sync(SpoolSync::Always)
+        .build()
+        .unwrap();
+    // No agent: the first N go to disk.
+    try_send_all(&first, 0, N, 2048);
+    wait_until("the first records spooled", || first.stats().spooled == N);
+    // An agent reading about a frame every 50 ms (enough to prove the connection): the
+    // spool drains into its socket, then the next M go the direct way behind them.
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    agent.set_read_rate(Some(12_000));
+    wait_until("the spooled records written", || first.stats().written >= N);
+    try_send_all(&first, N, M, 2048);
+    wait_until("every record written", || first.stats().written >= N + M);
+    let report = first.close(Duration::from_millis(100));
+    // What the agent was not seen to read stays in the spool.
+    assert!(report.delivered < N, "{:?}", report.stats);
+    assert_eq!(
+        report.spooled,
+        N + M - report.delivered,
+        "{:?}",
+        report.stats
+    );
+    assert!(report.unsent.is_empty(), "{:?}", report.stats);
+    drop(first);
+    agent.kill();
+    let mut arrived = seqs(&agent.frames());
+
+    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let second = builder()
+        .unix_socket(dir.socket())
+        .spool(&spool)
+        .build()
+        .unwrap();
+    wait_until_within(Duration::from_secs(120), || {
+        let got: HashSet<u64> = seqs(&agent.frames())
+            .into_iter()
+            .chain(arrived.clone())
+            .collect();
+        got.len() as u64 >= N + M
+    });
+    arrived.extend(seqs(&agent.frames()));
+    let (first_arrivals, _dups) = first_arrivals(&arrived, &mut HashSet::new());
+    assert_consecutive(&first_arrivals, 0, N + M);
+    let report = second.close(PATIENCE);
+    assert_eq!(report.stats.spool_bytes, 0, "{:?}", report.stats);
+}
+
 /// The child side of the kill test: sends records with no agent, into a spool that
 /// syncs every write, and prints how many the spool has taken (each line a promise:
 /// that many records are on disk), until it is killed.

@@ -273,30 +273,38 @@ impl Spool {
         Ok(())
     }
 
-    /// Puts frames in front of everything in the spool (they are older); used by
-    /// `close` only, after which the spool is only synced. Returns how many it took.
-    pub(crate) fn append_front(
+    /// Puts `frames` in a new segment in front of everything in the spool, in place of
+    /// the frames read and not yet acknowledged, which `frames` must hold in the order
+    /// they were read (at close: the writer's outbox, spooled frames and records alike).
+    /// Used by `close` only, after which the spool is only synced. On an error nothing
+    /// changes. Returns how many frames it wrote, and a fault in letting the old copies
+    /// go (which can only send them twice).
+    pub(crate) fn replace_lent(
         &mut self,
         frames: &mut dyn Iterator<Item = &[u8]>,
-    ) -> Result<u64, SpoolFault> {
+    ) -> Result<(u64, Option<SpoolFault>), SpoolFault> {
         let id = self.segments.front().map_or(FIRST_ID, |s| s.id) - 1;
+        let lent: u64 = self
+            .unacked
+            .iter()
+            .map(|&(_, start, end)| end - start)
+            .sum();
+        let room = self.limit.saturating_sub(self.bytes.saturating_sub(lent));
         let mut batch = Vec::new();
         let mut positions = VecDeque::new();
         let mut at = HEADER_LEN;
-        let mut size_all = 0;
         for frame in frames {
             let size = FRAME_OVERHEAD + frame.len() as u64;
-            if self.bytes + size_all + size > self.limit {
+            if at - HEADER_LEN + size > room {
                 return Err(SpoolFault::Full { limit: self.limit });
             }
             batch.extend_from_slice(&frame_prefix(frame));
             batch.extend_from_slice(frame);
             positions.push_back((at, at + size));
             at += size;
-            size_all += size;
         }
         if positions.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
         let path = self.path_of(id);
         let file = self.create_segment(id)?;
@@ -308,6 +316,9 @@ impl Spool {
             let _ = fs::remove_file(&path);
             return Err(fault(&path, "write the records close left to")(e));
         }
+        // The new copies are on disk: the old ones go (a crash before the cursor says so
+        // sends them twice, never loses them).
+        let released = self.ack(self.unacked.len() as u64).err();
         let n = positions.len() as u64;
         self.segments.push_front(Segment {
             id,
@@ -315,8 +326,8 @@ impl Spool {
         });
         // Before the read position: they are not read again by this client.
         self.frames += n;
-        self.bytes += size_all;
-        Ok(n)
+        self.bytes += at - HEADER_LEN;
+        Ok((n, released))
     }
 
     /// Syncs if the policy says it is time; writes the cursor if it moved (at most as

@@ -400,15 +400,77 @@ fn close_puts_older_frames_in_front() {
     spool.append(&frame(3)).unwrap();
     spool.append(&frame(4)).unwrap();
     let older = [frame(1), frame(2)];
-    let n = spool
-        .append_front(&mut older.iter().map(|f| f.as_slice()))
+    let (n, released) = spool
+        .replace_lent(&mut older.iter().map(|f| f.as_slice()))
         .unwrap();
+    assert!(released.is_none());
     assert_eq!((n, spool.frames()), (2, 4));
     spool.sync().unwrap();
     drop(spool);
     let (mut spool, _) = open(&dir.0);
     let got: Vec<_> = drain(&mut spool).into_iter().map(|f| f.0).collect();
     assert_eq!(got, (1..=4).map(frame).collect::<Vec<_>>());
+}
+
+/// At close the outbox holds frames read from the spool and, behind them, records: they
+/// go in front in that order, in place of the frames read, and nothing delivered comes
+/// back (the cursor keeps the delivered prefix of the segment behind the new one).
+#[test]
+fn close_replaces_the_frames_read_with_the_outbox_in_its_order() {
+    let _serial = serial();
+    let dir = Dir::new("replace");
+    let (mut spool, _) = open(&dir.0);
+    for n in 1..=6 {
+        spool.append(&frame(n)).unwrap();
+    }
+    for _ in 0..4 {
+        spool.next_frame().unwrap();
+    }
+    // 1 and 2 delivered; 3 and 4 lent to the outbox, which also holds record 100.
+    spool.ack(2).unwrap();
+    let outbox = [frame(3), frame(4), frame(100)];
+    let (n, released) = spool
+        .replace_lent(&mut outbox.iter().map(|f| f.as_slice()))
+        .unwrap();
+    assert!(released.is_none());
+    assert_eq!((n, spool.frames(), spool.unread()), (3, 5, 2));
+    let size = |ns: &[u32]| -> u64 {
+        ns.iter()
+            .map(|&n| FRAME_OVERHEAD + frame(n).len() as u64)
+            .sum()
+    };
+    assert_eq!(spool.bytes(), size(&[3, 4, 100, 5, 6]));
+    spool.sync().unwrap();
+    drop(spool);
+    let (mut spool, _) = open(&dir.0);
+    let got: Vec<_> = drain(&mut spool).into_iter().map(|f| f.0).collect();
+    assert_eq!(got, [3, 4, 100, 5, 6].map(frame));
+}
+
+#[test]
+fn close_finding_no_room_for_the_outbox_changes_nothing() {
+    let _serial = serial();
+    let dir = Dir::new("replace-full");
+    let one = FRAME_OVERHEAD + frame(1).len() as u64;
+    let (mut spool, _) = Spool::open(&dir.0, 3 * one, SpoolSync::Off).unwrap();
+    for _ in 1..=3 {
+        spool.append(&frame(1)).unwrap();
+    }
+    spool.next_frame().unwrap();
+    // The frame read and a record: one frame more than the limit leaves room for.
+    let outbox = [frame(1), frame(1)];
+    let refused = spool.replace_lent(&mut outbox.iter().map(|f| f.as_slice()));
+    assert!(
+        matches!(refused, Err(SpoolFault::Full { .. })),
+        "{refused:?}"
+    );
+    assert_eq!((spool.frames(), spool.bytes()), (3, 3 * one));
+    assert_eq!(segments(&dir.0).len(), 1);
+    // The frame read alone fits in its own place.
+    let (n, _) = spool
+        .replace_lent(&mut outbox[..1].iter().map(|f| f.as_slice()))
+        .unwrap();
+    assert_eq!((n, spool.frames(), spool.bytes()), (1, 3, 3 * one));
 }
 
 #[test]
@@ -429,31 +491,6 @@ fn the_cursor_waits_for_the_policy_and_a_crash_costs_duplicates_only() {
     drop(spool);
     let (mut spool, _) = open(&dir.0);
     assert_eq!(drain(&mut spool).len(), 10);
-}
-
-/// Frames put in front of a segment being delivered must not make the cursor forget
-/// that segment's delivered prefix (which the next client would send again).
-#[test]
-fn frames_in_front_keep_what_was_delivered_behind_them_delivered() {
-    let _serial = serial();
-    let dir = Dir::new("front-cursor");
-    let (mut spool, _) = open(&dir.0);
-    for n in 1..=6 {
-        spool.append(&frame(n)).unwrap();
-    }
-    for _ in 0..4 {
-        spool.next_frame().unwrap();
-    }
-    spool.ack(2).unwrap();
-    let older = [frame(0)];
-    spool
-        .append_front(&mut older.iter().map(|f| f.as_slice()))
-        .unwrap();
-    spool.sync().unwrap();
-    drop(spool);
-    let (mut spool, _) = open(&dir.0);
-    let got: Vec<_> = drain(&mut spool).into_iter().map(|f| f.0).collect();
-    assert_eq!(got, [0, 3, 4, 5, 6].map(frame));
 }
 
 #[test]

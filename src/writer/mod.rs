@@ -550,6 +550,6 @@ impl Writer {
         let unsent = self.outbox.take_unsent();
         // Handed back or kept in the spool, so written no more.
         Counters::sub(&self.link.counters.written, unsent.written as u64);
-        self.spool_leftovers(unsent.records)
+        self.spool_leftovers(unsent)
     }
 }

@@ -111,11 +111,33 @@ pub(crate) struct Failure {
 
 /// What [`Outbox::take_unsent`] hands back.
 pub(crate) struct Unsent {
-    /// Every record taken off the queue still in the outbox, in order.
-    pub(crate) records: Vec<Record>,
+    /// Every frame still in the outbox, in order.
+    pub(crate) left: Vec<Left>,
     /// This client's records still in the outbox that had been written (and not
     /// confirmed read), those read from the spool (which keeps them) included.
     pub(crate) written: usize,
+}
+
+/// A frame close finds in the outbox.
+// Records are most of what close finds: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Left {
+    /// A record taken off the queue, stamped with the time it was taken with.
+    Record(Record),
+    /// A frame read from the spool, which keeps it until it is delivered.
+    Spooled(Box<[u8]>),
+}
+
+impl Unsent {
+    /// The records taken off the queue, in order, to hand back (the spooled frames stay
+    /// in the spool).
+    pub(crate) fn into_records(self) -> Vec<Record> {
+        let records = self.left.into_iter().filter_map(|f| match f {
+            Left::Record(record) => Some(record),
+            Left::Spooled(_) => None,
+        });
+        records.collect()
+    }
 }
 
 pub(crate) struct Outbox {
@@ -510,28 +532,25 @@ impl Outbox {
         });
     }
 
-    /// Everything left, in order, for `close` to hand back, each with the time it was
-    /// stamped with (so it can be sent again as it was); waiting flushes are told the
-    /// client stopped first. Frames read from the spool are not handed back: the spool
-    /// keeps them until they are delivered.
+    /// Everything left, in order, for `close`: records with the time they were stamped
+    /// with (so they can be sent again as they were), and the frames read from the
+    /// spool; waiting flushes are told the client stopped first.
     pub(crate) fn take_unsent(&mut self) -> Unsent {
         for m in self.markers.drain(..) {
             m.signal.cancel();
         }
-        let mut unsent = Unsent {
-            written: self.own_written(),
-            records: Vec::with_capacity(self.frames.len()),
-        };
+        let written = self.own_written();
         self.written = 0;
         self.buffered = 0;
         self.taken_bytes = 0;
-        for f in self.frames.drain(..) {
-            match f.body {
-                Body::Record(record) => unsent.records.push(record.event_time(f.ts)),
-                Body::Spooled { .. } => {}
-            }
+        let left = self.frames.drain(..).map(|f| match f.body {
+            Body::Record(record) => Left::Record(record.event_time(f.ts)),
+            Body::Spooled { bytes, .. } => Left::Spooled(bytes),
+        });
+        Unsent {
+            left: left.collect(),
+            written,
         }
-        unsent
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Writer;
-use super::outbox::{Read, WRITE_BYTES};
+use super::outbox::{Left, Read, Unsent, WRITE_BYTES};
 use crate::encode::{Batch, append_record, append_record_in};
 use crate::notify::{Event, LossReason};
 use crate::queue::{FlushSignal, Item};
@@ -314,40 +314,27 @@ impl Writer {
     }
 
     /// At close: what the agent was not seen to read goes to the spool instead of back
-    /// to the caller. Records taken before anything in the spool go in front of it, the
-    /// queue's after it. Returns what the spool could not take, in order.
-    pub(crate) fn spool_leftovers(&mut self, mut unsent: Vec<Record>) -> Vec<Record> {
+    /// to the caller. The outbox, spooled frames and records in the order they were
+    /// sent, goes in front of everything in the spool; the queue's records after it.
+    /// Returns what the spool could not take, in order.
+    pub(crate) fn spool_leftovers(&mut self, unsent: Unsent) -> Vec<Record> {
         let Some(spill) = self.spill.as_mut() else {
-            return unsent;
+            return unsent.into_records();
         };
         let sti = self.config.service_tree_id.clone();
-        let mut fault = None;
-        // The outbox's records are older than everything in the spool: in front of it.
-        if !unsent.is_empty() {
-            let mut frames = Batch::with_capacity(WRITE_BYTES);
-            let mut ends = Vec::with_capacity(unsent.len());
-            for r in &unsent {
-                let ts = r.get_event_time().unwrap_or(0);
-                if append_record(&mut frames, &sti, ts, r) {
-                    ends.push(frames.as_slice().len());
-                }
+        let (mut fault, mut released) = (None, None);
+        let mut unsent = match persist_outbox(&mut spill.spool, &sti, unsent) {
+            Ok(kept) => {
+                spill.own += kept.records;
+                Counters::add(&self.link.counters.spooled, kept.records);
+                released = kept.released;
+                kept.unencodable
             }
-            let bytes = frames.as_slice();
-            let mut start = 0;
-            let mut it = ends.iter().filter_map(|&end| {
-                let frame = bytes.get(start..end);
-                start = end;
-                frame
-            });
-            match spill.spool.append_front(&mut it) {
-                Ok(n) => {
-                    spill.own += n;
-                    Counters::add(&self.link.counters.spooled, n);
-                    unsent.clear();
-                }
-                Err(e) => fault = Some(e),
+            Err((e, records)) => {
+                fault = Some(e);
+                records
             }
-        }
+        };
         // Then what is still queued, newest last.
         let queued = spill
             .held
@@ -384,9 +371,76 @@ impl Writer {
         }
         Counters::add(&self.link.counters.spool_kept, spill.own);
         self.publish_spool_size();
+        if let Some(e) = released {
+            self.spool_fault(e, "delivered records may be sent again by the next client");
+        }
         if let Some(e) = fault {
             self.spool_fault(e, "the records it could not take are handed back");
         }
         unsent
+    }
+}
+
+/// What [`persist_outbox`] kept.
+struct Kept {
+    /// Records now in the spool.
+    records: u64,
+    /// Records taken but not yet encoded that did not encode: to hand back.
+    unencodable: Vec<Record>,
+    /// A fault in letting the old copies of the spooled frames go.
+    released: Option<SpoolFault>,
+}
+
+/// Writes what close found in the outbox to the front of the spool, in place of the
+/// spooled frames in it. On a fault the spool is as it was, and the records come back
+/// to be handed to the caller.
+fn persist_outbox(
+    spool: &mut Spool,
+    sti: &str,
+    unsent: Unsent,
+) -> Result<Kept, (SpoolFault, Vec<Record>)> {
+    let mut image = Batch::with_capacity(WRITE_BYTES);
+    let mut ends = Vec::with_capacity(unsent.left.len());
+    let (mut records, mut unencodable) = (0, Vec::new());
+    for (i, left) in unsent.left.iter().enumerate() {
+        match left {
+            Left::Record(r) => {
+                let ts = r.get_event_time().unwrap_or(0);
+                if append_record(&mut image, sti, ts, r) {
+                    records += 1;
+                    ends.push(image.as_slice().len());
+                } else {
+                    unencodable.push(i);
+                }
+            }
+            Left::Spooled(bytes) => {
+                image.extend_from_slice(bytes);
+                ends.push(image.as_slice().len());
+            }
+        }
+    }
+    let bytes = image.as_slice();
+    let mut start = 0;
+    let mut frames = ends.iter().filter_map(|&end| {
+        let frame = bytes.get(start..end);
+        start = end;
+        frame
+    });
+    match spool.replace_lent(&mut frames) {
+        Ok((_, released)) => {
+            // A record taken but not yet encoded may not encode: it goes back.
+            let back = unsent.left.into_iter().enumerate();
+            let back = back.filter(|(i, _)| unencodable.contains(i));
+            let back = back.filter_map(|(_, left)| match left {
+                Left::Record(r) => Some(r),
+                Left::Spooled(_) => None,
+            });
+            Ok(Kept {
+                records,
+                unencodable: back.collect(),
+                released,
+            })
+        }
+        Err(e) => Err((e, unsent.into_records())),
     }
 }

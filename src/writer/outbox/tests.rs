@@ -55,7 +55,7 @@ fn write_all(o: &mut Outbox, step: usize) -> Vec<u8> {
 
 fn names(unsent: Unsent) -> Vec<String> {
     unsent
-        .records
+        .into_records()
         .iter()
         .map(|r| r.get_operation_name().to_owned())
         .collect()
@@ -258,12 +258,36 @@ fn close_hands_back_everything_in_order_and_cancels_flushes() {
     o.mark(Arc::clone(&signal));
     let unsent = o.take_unsent();
     assert_eq!(unsent.written, 1);
-    let times: Vec<_> = unsent.records.iter().map(Record::get_event_time).collect();
+    let records = unsent.into_records();
+    let times: Vec<_> = records.iter().map(Record::get_event_time).collect();
     assert_eq!(
         times,
         [Some(0), Some(1), Some(2)],
         "stamped as they were sent"
     );
-    assert_eq!(names(unsent), ["a", "b", "c"]);
+    let names: Vec<_> = records.iter().map(Record::get_operation_name).collect();
+    assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(signal.state(), Some(Settled::Cancelled));
+}
+
+#[test]
+fn close_finds_spooled_frames_and_records_in_the_order_they_were_sent() {
+    let mut o = outbox(&["a"]);
+    o.take_spooled(b"spooled-1", false);
+    o.take_spooled(b"spooled-2", true);
+    let r = record("b");
+    o.take(3, encoded_len_bound(STI, &r), r);
+    o.on_written(false, frame_len("a", 0));
+    let unsent = o.take_unsent();
+    assert_eq!(unsent.written, 1);
+    let left: Vec<String> = unsent
+        .left
+        .iter()
+        .map(|f| match f {
+            Left::Record(r) => r.get_operation_name().to_owned(),
+            Left::Spooled(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        })
+        .collect();
+    assert_eq!(left, ["a", "spooled-1", "spooled-2", "b"]);
+    assert_eq!(names(unsent), ["a", "b"]);
 }
