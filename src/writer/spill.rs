@@ -401,20 +401,20 @@ fn persist_outbox(
 ) -> Result<Kept, (SpoolFault, Vec<Record>)> {
     let mut image = Batch::with_capacity(WRITE_BYTES);
     let mut ends = Vec::with_capacity(unsent.left.len());
-    let (mut records, mut unencodable) = (0, Vec::new());
-    for (i, left) in unsent.left.iter().enumerate() {
+    // Every record, in order, and whether it went into the image.
+    let mut taken = Vec::with_capacity(unsent.left.len());
+    for left in unsent.left {
         match left {
             Left::Record(r) => {
                 let ts = r.get_event_time().unwrap_or(0);
-                if append_record(&mut image, sti, ts, r) {
-                    records += 1;
+                let encoded = append_record(&mut image, sti, ts, &r);
+                if encoded {
                     ends.push(image.as_slice().len());
-                } else {
-                    unencodable.push(i);
                 }
+                taken.push((r, encoded));
             }
             Left::Spooled(bytes) => {
-                image.extend_from_slice(bytes);
+                image.extend_from_slice(&bytes);
                 ends.push(image.as_slice().len());
             }
         }
@@ -428,19 +428,15 @@ fn persist_outbox(
     });
     match spool.replace_lent(&mut frames) {
         Ok((_, released)) => {
+            let records = taken.iter().filter(|t| t.1).count() as u64;
             // A record taken but not yet encoded may not encode: it goes back.
-            let back = unsent.left.into_iter().enumerate();
-            let back = back.filter(|(i, _)| unencodable.contains(i));
-            let back = back.filter_map(|(_, left)| match left {
-                Left::Record(r) => Some(r),
-                Left::Spooled(_) => None,
-            });
+            let back = taken.into_iter().filter(|t| !t.1).map(|t| t.0);
             Ok(Kept {
                 records,
                 unencodable: back.collect(),
                 released,
             })
         }
-        Err(e) => Err((e, unsent.into_records())),
+        Err(e) => Err((e, taken.into_iter().map(|t| t.0).collect())),
     }
 }
