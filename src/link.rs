@@ -10,7 +10,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use socket2::Socket;
 
 use crate::closer::Closer;
-use crate::notify::{Event, Notifier};
+use crate::notify::{Event, LossReason, Notifier};
 use crate::room::Room;
 use crate::stats::Counters;
 use crate::transport::Connection;
@@ -128,6 +128,64 @@ impl Link {
         drop(st);
         self.room.wake_all();
         true
+    }
+
+    /// Takes a connection the supervisor made in the background, if there is one.
+    pub(crate) fn take_ready(&self) -> Option<Connection> {
+        let mut st = self.lock();
+        let conn = st.ready.take()?;
+        st.want = false;
+        st.active = conn.shutdown_handle();
+        Some(conn)
+    }
+
+    /// Asks the supervisor for a connection, without waiting for it.
+    pub(crate) fn want_connection(&self) {
+        let mut st = self.lock();
+        if !st.want && st.ready.is_none() {
+            st.want = true;
+            self.cond.notify_all();
+        }
+    }
+
+    /// Asks the supervisor for a connection and waits for it; `None` when the client
+    /// stops first.
+    pub(crate) fn await_connection(&self) -> Option<Connection> {
+        let mut st = self.lock();
+        st.want = true;
+        self.cond.notify_all();
+        loop {
+            if st.lifecycle.stopping() {
+                return None;
+            }
+            if let Some(conn) = st.ready.take() {
+                st.want = false;
+                st.active = conn.shutdown_handle();
+                return Some(conn);
+            }
+            self.cond.wait(&mut st);
+        }
+    }
+
+    /// The writer is done with connections: none is asked for any more. Returns the
+    /// second handle on the writer's socket, to close with it.
+    pub(crate) fn stop_wanting(&self) -> Option<Socket> {
+        let mut st = self.lock();
+        st.want = false;
+        st.active.take()
+    }
+
+    /// The agent was seen reading the current connection: a failure of it is no crash
+    /// loop, and the next connection comes without backoff.
+    pub(crate) fn mark_healthy(&self) {
+        self.lock().healthy = true;
+    }
+
+    /// `count` records were lost: told first and counted after, so whoever sees the count
+    /// can find the event.
+    pub(crate) fn lose(&self, count: u64, reason: LossReason) {
+        self.notifier.publish(Event::RecordsLost { count, reason });
+        Counters::add(&self.counters.lost, count);
     }
 
     /// The client gives up: it says why once, refuses records and stops.

@@ -12,11 +12,27 @@ use crate::record::Record;
 /// once, and a box per record would be an allocation per record.)
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Item {
-    /// A validated record, its timestamp (Unix seconds), and the room its frame needs
-    /// (as measured by the producer, so the writer does not measure again).
-    Record(i64, usize, Record),
+    /// A validated record.
+    Record(Queued),
     /// Settled once every record queued before it is delivered.
     Flush(Arc<FlushSignal>),
+}
+
+/// A validated record on its way to the writer.
+pub(crate) struct Queued {
+    /// Its timestamp (Unix seconds), taken when it was accepted.
+    pub(crate) ts: i64,
+    /// The bytes its frame fits in, as measured by the producer (so the writer does not
+    /// measure again).
+    pub(crate) size_bound: usize,
+    pub(crate) record: Record,
+}
+
+impl Queued {
+    /// The record, stamped with the time it was accepted with (to be handed back).
+    pub(crate) fn into_record(self) -> Record {
+        self.record.event_time(self.ts)
+    }
 }
 
 /// How a `flush` ended.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{CLOSED, Inner};
 use crate::link::Lifecycle;
-use crate::notify::{Event, LossReason};
+use crate::notify::LossReason;
 use crate::queue::Item;
 use crate::record::Record;
 use crate::stats::{Counters, Stats};
@@ -70,7 +70,7 @@ impl Inner {
         // 4. What the writer never took is still queued.
         unsent.extend(self.rx.try_iter().filter_map(|item| match item {
             // With the time it was stamped with, to be sent again as it was.
-            Item::Record(ts, _, record) => Some(record.event_time(ts)),
+            Item::Record(queued) => Some(queued.into_record()),
             Item::Flush(signal) => {
                 signal.cancel();
                 None
@@ -78,11 +78,7 @@ impl Inner {
         }));
         let lost = unsent.len() as u64;
         if lost > 0 {
-            Counters::add(&self.counters.lost, lost);
-            self.shared.notifier.publish(Event::RecordsLost {
-                count: lost,
-                reason,
-            });
+            self.shared.lose(lost, reason);
         }
         // Whatever is still pending or in flight now cannot be handed back: the writer is
         // stuck in the OS (or died) with it.
@@ -90,11 +86,7 @@ impl Inner {
         let abandoned = left.pending + left.in_flight;
         if abandoned > 0 {
             Counters::sub(&self.counters.written, left.in_flight);
-            Counters::add(&self.counters.lost, abandoned);
-            self.shared.notifier.publish(Event::RecordsLost {
-                count: abandoned,
-                reason: LossReason::Abandoned,
-            });
+            self.shared.lose(abandoned, LossReason::Abandoned);
         }
         self.shared.notifier.end();
         self.report(unsent, writer_ended && supervisor_ended)

@@ -19,7 +19,7 @@ use crate::config::{Config, SendBuffer};
 use crate::encode::{encoded_len, encoded_len_bound};
 use crate::link::Link;
 use crate::notify::{LossReason, Notifications};
-use crate::queue::{FlushSignal, Item, Settled};
+use crate::queue::{FlushSignal, Item, Queued, Settled};
 use crate::record::{Record, Text};
 use crate::stats::{Counters, Stats};
 use crate::time;
@@ -150,14 +150,18 @@ impl Client {
         let ts = record.get_event_time().unwrap_or_else(unix_now);
         // The record is checked where it lies and moved once, into the queue: each move
         // of a record is a 280-byte copy.
-        let room = match self
+        let size_bound = match self
             .check(&record)
-            .and_then(|room| self.enter_gate().map(|()| room))
+            .and_then(|size_bound| self.enter_gate().map(|()| size_bound))
         {
-            Ok(room) => room,
+            Ok(size_bound) => size_bound,
             Err(refusal) => return Err(refusal.with(record)),
         };
-        let result = self.inner.tx.try_send(Item::Record(ts, room, record));
+        let result = self.inner.tx.try_send(Item::Record(Queued {
+            ts,
+            size_bound,
+            record,
+        }));
         self.leave_gate(result.is_ok());
         result.map_err(|e| {
             Counters::add(&self.inner.counters.refused_full, 1);
@@ -173,12 +177,16 @@ impl Client {
     pub fn send_timeout(&self, record: Record, timeout: Duration) -> Result<(), SendError> {
         let ts = record.get_event_time().unwrap_or_else(unix_now);
         let deadline = time::after(timeout);
-        let room = match self.check(&record) {
-            Ok(room) => room,
+        let size_bound = match self.check(&record) {
+            Ok(size_bound) => size_bound,
             Err(refusal) => return Err(refusal.with(record)),
         };
         let inner = &*self.inner;
-        let mut item = Item::Record(ts, room, record);
+        let mut item = Item::Record(Queued {
+            ts,
+            size_bound,
+            record,
+        });
         loop {
             if let Err(refusal) = self.enter_gate() {
                 return Err(refusal.with(item_record(item)));
@@ -404,10 +412,11 @@ impl Refusal {
     }
 }
 
+/// The record of an item the send paths pushed (only records: a flush is pushed by
+/// `flush`, which never hands an item back to a caller).
 fn item_record(item: Item) -> Record {
     match item {
-        Item::Record(_, _, record) => record,
-        // Only records are pushed by the send paths.
+        Item::Record(queued) => queued.record,
         Item::Flush(_) => Record::data_plane(),
     }
 }

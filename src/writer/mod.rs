@@ -12,12 +12,13 @@
 //! record, and one it never reads costs no more than that frame. When a connection
 //! fails, what the agent was not seen to read is written again first on the next one.
 
+mod connection;
 mod outbox;
-mod reads;
-mod spill;
+mod source;
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,9 +33,10 @@ use crate::record::Record;
 use crate::spool::Spool;
 use crate::stats::Counters;
 use crate::time::unix_now;
-use crate::transport::{Connection, Peer, Transport};
-use outbox::{Chunk, Outbox, WRITE_BYTES};
-use spill::Spill;
+use crate::transport::{Connection, Transport};
+use connection::{AfterWrite, Current, Gone, Seen};
+use outbox::{Chunk, Outbox, Read, WRITE_BYTES};
+use source::{Source, Turn};
 
 /// How many times an idle writer yields before it parks: records that arrive in a burst
 /// are picked up without the producers paying for a wake-up.
@@ -43,51 +45,19 @@ const IDLE_YIELDS: u32 = 64;
 /// How long a writer that just went idle parks before looking at the queue again.
 const FIRST_POLL: Duration = Duration::from_millis(1);
 
-/// How often, in records written, a busy writer asks the kernel what the agent has read:
-/// each check is two syscalls, so the stream's unconfirmed tail is trimmed in batches.
-const READ_CHECK_EVERY: usize = 512;
-
 /// While someone waits on the agent's reads (a new connection's first record, `flush`,
 /// `close`), the writer looks again after this long at first, doubling up to
 /// [`READ_WAIT_MAX`].
 const READ_WAIT_MIN: Duration = Duration::from_micros(50);
 const READ_WAIT_MAX: Duration = Duration::from_millis(1);
 
-/// How a connection ended.
-enum Gone {
-    /// The agent closed it after reading everything written to it.
-    Left,
-    /// A write or the kernel said it failed.
-    Failed(io::Error),
-}
-
-/// The connection in use, and what the writer knows of it.
-struct Current {
-    conn: Connection,
-    /// The agent was seen reading a record from it.
-    proven: bool,
-    /// The kernel cannot say what the agent read: records count as read once written.
-    confirm_on_write: bool,
-    /// When its first record frame was completely written, while that is unconfirmed.
-    probe_written: Option<Instant>,
-    /// Records written since the last look at the agent's reads.
-    since_check: usize,
-    /// A write returned short since the agent was last seen alive: a blocked write that
-    /// the agent's leaving woke takes (and clears) the reset it left.
-    short_write: bool,
-    /// The agent was seen to leave with bytes unread: nothing more is confirmed on this
-    /// connection, however clean it looks afterwards.
-    reset: bool,
-    /// With a spool, writes do not wait for room in the socket (records go to disk
-    /// meanwhile): since when the socket has been full.
-    full_since: Option<Instant>,
-}
-
 pub(crate) struct Writer {
     link: Arc<Link>,
     config: Arc<Config>,
     rx: Receiver<Item>,
     outbox: Outbox,
+    /// Where the outbox is filled from: the queue, or a spool in front of it.
+    source: Source,
     current: Option<Current>,
     heartbeat: Heartbeat,
     next_heartbeat: Option<Instant>,
@@ -99,8 +69,6 @@ pub(crate) struct Writer {
     read_wait: Duration,
     /// Whether to write again after a failure what the agent was not seen to read.
     replay: bool,
-    /// The spool, when the client has one (and it has not been given up).
-    spill: Option<Spill>,
 }
 
 impl Writer {
@@ -131,13 +99,9 @@ impl Writer {
                     config.transport,
                     Transport::Unix(_) | Transport::AgentDir(_) | Transport::Tcp(_)
                 ),
-            spill: spool.map(Spill::new),
+            source: Source::new(spool),
             config,
         }
-    }
-
-    fn counters(&self) -> &Counters {
-        &self.link.counters
     }
 
     /// Runs until the client stops; returns the accepted records the agent was not seen
@@ -148,27 +112,12 @@ impl Writer {
             if lifecycle.stopping() {
                 break;
             }
+            let closing = lifecycle == Lifecycle::Draining;
             self.take_ready_connection();
-            if self.spill.is_some() {
-                self.tick_spool();
-                if self.spilling(lifecycle == Lifecycle::Draining) {
-                    self.spill_queue();
-                } else if !self.queue_waits() {
-                    self.take_from_queue();
-                }
-                if self.current.is_some() {
-                    self.refill_from_spool();
-                }
-            } else {
-                self.take_from_queue();
-            }
+            self.fill(closing);
             self.schedule_heartbeat();
-            if self.current.is_none() && (self.outbox.has_output() || self.spool_ahead()) {
-                if self.spill.is_some() {
-                    // Spilling goes on while the supervisor connects.
-                    self.want_connection();
-                    self.idle();
-                } else if !self.await_connection() {
+            if self.current.is_none() && (self.outbox.has_output() || self.source.has_backlog()) {
+                if !self.wait_for_connection() {
                     break;
                 }
                 continue;
@@ -177,17 +126,11 @@ impl Writer {
                 continue;
             }
             // Nothing to write now.
-            let draining = lifecycle == Lifecycle::Draining;
-            if draining
-                && self.outbox.is_empty()
-                && self.rx.is_empty()
-                && !self.spool_holds_records()
-            {
+            if closing && self.all_done() {
                 break;
             }
-            let someone_waits =
-                self.probing() || self.outbox.has_markers() || draining || self.socket_full();
-            if someone_waits && self.outbox.unconfirmed() > 0 {
+            let someone_waits = self.probing() || self.outbox.has_markers() || closing;
+            if (someone_waits || self.socket_full()) && self.outbox.unconfirmed() > 0 {
                 self.wait_for_reads();
             } else {
                 self.idle();
@@ -196,119 +139,68 @@ impl Writer {
         self.finish()
     }
 
-    /// Takes queued records into the outbox until it holds a write's worth, and encodes
-    /// them. Records are taken first, a batch at a time, and encoded after: each arrives
-    /// from the producers' cores in cache lines the writer must fetch, and in a tight
-    /// loop of takes those fetches overlap instead of waiting on encoding.
-    fn take_from_queue(&mut self) {
-        self.outbox.compact();
-        loop {
-            let mut flush = None;
-            let mut took = false;
-            while self.outbox.planned_bytes() < WRITE_BYTES {
-                match self.rx.try_recv() {
-                    Ok(Item::Record(ts, size_bound, record)) => {
-                        self.outbox.take(ts, size_bound, record);
-                        took = true;
-                    }
-                    Ok(Item::Flush(signal)) => {
-                        flush = Some(signal);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            // Producers waiting for room are woken once the queue is down to half: looked
-            // at once per batch taken.
-            self.link.room.taken(|| self.rx.len());
-            if took {
-                self.busy = true;
-                let lost = self.outbox.encode(&self.config.service_tree_id);
-                if lost > 0 {
-                    self.lose(lost, LossReason::Unencodable);
-                    self.outbox.settle_markers();
-                }
-            }
-            match flush {
-                Some(signal) => self.outbox.mark(signal),
-                None => return,
-            }
-        }
+    /// Fills the outbox from the source (or moves records on towards it).
+    fn fill(&mut self, closing: bool) {
+        let busy = self.source.fill(Turn {
+            rx: &self.rx,
+            outbox: &mut self.outbox,
+            link: &self.link,
+            config: &self.config,
+            connected: self.current.is_some(),
+            closing,
+        });
+        self.busy |= busy;
     }
 
-    fn lose(&self, count: u64, reason: LossReason) {
-        Counters::add(&self.counters().lost, count);
-        self.link
-            .notifier
-            .publish(Event::RecordsLost { count, reason });
+    /// Whether every record is delivered (or gone): nothing in the outbox, the queue or
+    /// the source.
+    fn all_done(&self) -> bool {
+        self.outbox.is_empty() && self.rx.is_empty() && !self.source.holds_records()
     }
 
     /// Takes a connection the supervisor made in the background, if there is one.
     fn take_ready_connection(&mut self) {
         if self.current.is_none() {
-            let mut st = self.link.lock();
-            if let Some(conn) = st.ready.take() {
-                st.want = false;
-                st.active = conn.shutdown_handle();
-                drop(st);
+            let conn = self.link.take_ready();
+            if let Some(conn) = conn {
                 self.set_connection(conn);
             }
         }
     }
 
     fn set_connection(&mut self, conn: Connection) {
-        self.current = Some(Current {
-            confirm_on_write: matches!(conn.peer(), Peer::Unknown),
-            conn,
-            proven: false,
-            probe_written: None,
-            since_check: 0,
-            short_write: false,
-            reset: false,
-            full_since: None,
-        });
+        self.current = Some(Current::new(conn));
         self.next_heartbeat = None;
     }
 
-    /// Asks the supervisor for a connection, without waiting for it.
-    fn want_connection(&self) {
-        let mut st = self.link.lock();
-        if !st.want && st.ready.is_none() {
-            st.want = true;
-            self.link.cond.notify_all();
+    /// No connection, and records to write: waits for the supervisor's next one, or
+    /// (when the source keeps records moving meanwhile) asks for it and idles. False
+    /// when the client stops first.
+    fn wait_for_connection(&mut self) -> bool {
+        if self.source.works_offline() {
+            self.link.want_connection();
+            self.idle();
+            return true;
         }
-    }
-
-    /// Waits for the supervisor's next connection; false when the client stops first.
-    fn await_connection(&mut self) -> bool {
-        let mut st = self.link.lock();
-        st.want = true;
-        self.link.cond.notify_all();
-        loop {
-            if st.lifecycle.stopping() {
-                return false;
-            }
-            if let Some(conn) = st.ready.take() {
-                st.want = false;
-                st.active = conn.shutdown_handle();
-                drop(st);
+        match self.link.await_connection() {
+            Some(conn) => {
                 self.set_connection(conn);
-                return true;
+                true
             }
-            self.link.cond.wait(&mut st);
+            None => false,
         }
     }
 
-    /// Whether the socket had no room for the last write (only with a spool).
+    /// Whether the socket had no room for the last write that did not wait.
     fn socket_full(&self) -> bool {
         self.current
             .as_ref()
-            .is_some_and(|c| c.full_since.is_some())
+            .is_some_and(|c| c.full_since().is_some())
     }
 
     /// Whether the connection has yet to show the agent reading a record from it.
     fn probing(&self) -> bool {
-        self.current.as_ref().is_some_and(|c| !c.proven)
+        self.current.as_ref().is_some_and(Current::probing)
     }
 
     /// Queues the periodic heartbeat when it is due on a proven connection.
@@ -327,7 +219,7 @@ impl Writer {
                 .outbox
                 .queue_heartbeat(|buf| append_heartbeat(buf, unix_now(), hb))
         {
-            Counters::add(&self.counters().heartbeats_dropped, 1);
+            Counters::add(&self.link.counters.heartbeats_dropped, 1);
         }
         self.next_heartbeat = Some(crate::time::after(self.config.heartbeat_interval));
     }
@@ -345,61 +237,64 @@ impl Writer {
             Chunk::Records(bytes) => (false, bytes),
             Chunk::Heartbeat(bytes) => (true, bytes),
         };
-        // With a spool, the writer spills while the agent catches up instead of waiting
-        // in the kernel; a socket full for the write timeout fails as a blocked write
-        // would.
-        let nowait = self.spill.is_some();
-        let result = if nowait {
-            current.conn.write_nowait(bytes)
-        } else {
+        let len = bytes.len();
+        let result = if self.source.writes_wait() {
             current.conn.write(bytes)
-        };
-        if matches!(result, Ok(n) if n < bytes.len()) {
-            current.short_write = true;
-        }
-        match &result {
-            Err(e) if nowait && e.kind() == io::ErrorKind::WouldBlock => {
-                let since = *current.full_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < self.config.write_timeout {
-                    return false;
+        } else {
+            // A full socket is no failure while the source keeps records moving: the
+            // writer waits on the agent's reads instead, for up to the write timeout.
+            let result = current.conn.write_nowait(bytes);
+            let full = matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+            match current.on_room(full, Instant::now()) {
+                Some(since) if since.elapsed() < self.config.write_timeout => return false,
+                Some(_) => {
+                    let timeout = self.config.write_timeout;
+                    self.fail_write(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("write timed out after {timeout:?}"),
+                    ));
+                    return true;
                 }
+                None => result,
             }
-            _ => current.full_since = None,
-        }
+        };
         match result {
-            Ok(0) => self.fail(io::Error::new(
+            Ok(0) => self.drop_connection(Gone::Failed(io::Error::new(
                 io::ErrorKind::WriteZero,
                 "the socket accepted no bytes",
-            )),
-            Ok(n) => self.on_written(heartbeat, n),
+            ))),
+            Ok(n) => self.on_written(heartbeat, n, len),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                // First learn what the agent read, so only the rest is written again
-                // (unless the error itself says the agent left with bytes unread).
-                // A write refused after the agent left having read everything is the
-                // agent's leaving, not a failure.
-                let gone = if e.kind() == io::ErrorKind::ConnectionReset {
-                    if let Some(current) = self.current.as_mut() {
-                        current.reset = true;
-                    }
-                    Gone::Failed(e)
-                } else {
-                    match self.learn_reads() {
-                        Err(Gone::Left) => Gone::Left,
-                        _ => Gone::Failed(e),
-                    }
-                };
-                self.drop_connection(gone);
-            }
+            Err(e) => self.fail_write(e),
         }
         true
     }
 
-    fn on_written(&mut self, heartbeat: bool, n: usize) {
+    /// A write failed. First learns what the agent read, so only the rest is written
+    /// again (unless the error itself says the agent left with bytes unread); a write
+    /// refused after the agent left having read everything is the agent's leaving, not a
+    /// failure.
+    fn fail_write(&mut self, e: io::Error) {
+        let gone = if e.kind() == io::ErrorKind::ConnectionReset {
+            if let Some(current) = self.current.as_mut() {
+                current.on_reset();
+            }
+            Gone::Failed(e)
+        } else {
+            match self.learn_reads() {
+                Err(Gone::Left) => Gone::Left,
+                _ => Gone::Failed(e),
+            }
+        };
+        self.drop_connection(gone);
+    }
+
+    /// `n` of the `len` bytes of a chunk were handed to the kernel.
+    fn on_written(&mut self, heartbeat: bool, n: usize, len: usize) {
         let counters = &self.link.counters;
+        let (records, heartbeat_done) = self.outbox.on_written(heartbeat, n);
         Counters::add(&counters.bytes_written, n as u64);
         Counters::add(&counters.writes, 1);
-        let (records, heartbeat_done) = self.outbox.on_written(heartbeat, n);
         if heartbeat_done {
             Counters::add(&counters.heartbeats_sent, 1);
         }
@@ -408,23 +303,102 @@ impl Writer {
         let Some(current) = self.current.as_mut() else {
             return;
         };
-        if current.confirm_on_write {
-            self.confirm(0);
-        } else if records > 0 {
-            if !current.proven {
-                current.probe_written = Some(Instant::now());
-            }
-            current.since_check += records;
-            if current.since_check >= READ_CHECK_EVERY {
-                self.check_reads();
-            }
+        match current.on_written(records, n, len) {
+            AfterWrite::Nothing => {}
+            AfterWrite::ConfirmAll => self.confirm(0),
+            AfterWrite::CheckReads => self.check_reads(),
         }
     }
 
-    /// The connection failed: what the agent was not seen to read goes back to be
-    /// written first on the next connection, which the supervisor is asked for.
-    fn fail(&mut self, e: io::Error) {
-        self.drop_connection(Gone::Failed(e));
+    /// Asks the kernel what the agent has read and confirms it; a connection found closed
+    /// is dropped, so what it left unread is written again on the next one.
+    fn check_reads(&mut self) {
+        if let Err(gone) = self.learn_reads() {
+            self.drop_connection(gone);
+        }
+    }
+
+    /// Confirms what the kernel says the agent has read; how the connection ended when
+    /// it turns out to be closed.
+    fn learn_reads(&mut self) -> Result<(), Gone> {
+        let Some(current) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let peer = current.conn.peer();
+        match current.on_peer(peer) {
+            None => {
+                self.confirm(0);
+                Ok(())
+            }
+            Some(Seen::Unread(unread)) => {
+                self.confirm(unread);
+                Ok(())
+            }
+            // Everything written was read: the agent left, nothing failed.
+            Some(Seen::Closed { unread: 0 }) => {
+                self.confirm(0);
+                Err(Gone::Left)
+            }
+            Some(Seen::Closed { unread }) => {
+                self.confirm(unread);
+                Err(Gone::Failed(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    format!("the agent closed the connection with {unread} bytes unread"),
+                )))
+            }
+            Some(Seen::Reset) => Err(Gone::Failed(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the agent closed the connection with records unread",
+            ))),
+        }
+    }
+
+    /// The agent has `unread` bytes of the stream left: what lies before them is
+    /// delivered. The first record read proves the connection.
+    fn confirm(&mut self, unread: usize) {
+        let read = self.outbox.on_read(unread);
+        if read == Read::default() {
+            return;
+        }
+        Counters::add(&self.link.counters.delivered, read.records as u64);
+        Counters::add(&self.link.counters.spool_replayed, read.inherited as u64);
+        self.source.on_delivered(read, &self.link);
+        self.outbox.settle_markers();
+        self.read_wait = READ_WAIT_MIN;
+        let proved = self.current.as_mut().is_some_and(Current::on_read);
+        if proved {
+            // A failure of this connection is not a crash loop: reconnect at once.
+            self.link.mark_healthy();
+            // The heartbeat is the connection's second frame.
+            self.queue_heartbeat();
+        }
+    }
+
+    /// Waits a little for the agent to read, then looks. A new connection whose first
+    /// record goes unread for the write timeout is given up like a write that timed out.
+    fn wait_for_reads(&mut self) {
+        self.link.room.wake_if_waiting();
+        // Parks even with records queued when it cannot take them now: a new connection
+        // waiting for its first record to be read must not spin on a full outbox.
+        if self.rx.is_empty() || self.outbox.planned_bytes() >= WRITE_BYTES || self.socket_full() {
+            thread::park_timeout(self.read_wait);
+        }
+        self.read_wait = (self.read_wait * 2).min(READ_WAIT_MAX);
+        self.check_reads();
+        let stalled = self
+            .current
+            .as_ref()
+            .and_then(Current::probe_written)
+            .is_some_and(|at| at.elapsed() >= self.config.write_timeout);
+        if stalled {
+            self.drop_connection(Gone::Failed(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the agent read nothing of a new connection for {:?}",
+                    self.config.write_timeout
+                ),
+            )));
+        }
     }
 
     /// The connection is over, failed or left by the agent: what the agent was not seen
@@ -440,7 +414,7 @@ impl Writer {
             Gone::Left => None,
         };
         if failed.is_some() {
-            Counters::add(&self.counters().write_errors, 1);
+            Counters::add(&self.link.counters.write_errors, 1);
         }
         // A failure of our own making (close cutting the socket off at its deadline)
         // leaves the records where they are: `finish` hands back what was not read.
@@ -463,7 +437,7 @@ impl Writer {
         if self.replay {
             Counters::add(&counters.replayed, unconfirmed);
         } else if unconfirmed > 0 {
-            self.lose(unconfirmed, LossReason::NotRead);
+            self.link.lose(unconfirmed, LossReason::NotRead);
             self.outbox.settle_markers();
         }
         let pending_records = self.outbox.unwritten();
@@ -479,9 +453,7 @@ impl Writer {
         if let Some(current) = self.current.take() {
             self.link.retire(current.conn);
         }
-        let mut st = self.link.lock();
-        st.want = true;
-        self.link.cond.notify_all();
+        self.link.want_connection();
     }
 
     /// Nothing to write: wait a little for more, without asking producers to wake us.
@@ -490,7 +462,7 @@ impl Writer {
         // parking. A writer that has been idle for a while just parks.
         // Records that must wait (behind the spool, or for a connection) are no reason
         // to stay awake.
-        let blocked = self.queue_waits();
+        let blocked = self.source.queue_waits(self.current.is_some());
         if std::mem::take(&mut self.busy) {
             self.poll = FIRST_POLL.min(self.config.idle_poll);
             for _ in 0..IDLE_YIELDS {
@@ -514,15 +486,11 @@ impl Writer {
         if let Some(due) = self.next_heartbeat {
             timeout = timeout.min(due.saturating_duration_since(Instant::now()));
         }
-        self.link
-            .writer_parked
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.link.writer_parked.store(true, Ordering::SeqCst);
         if self.rx.is_empty() || blocked {
             thread::park_timeout(timeout);
         }
-        self.link
-            .writer_parked
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.link.writer_parked.store(false, Ordering::SeqCst);
     }
 
     /// Leaves the loop: looks one last time at what the agent read, lets the connection
@@ -532,17 +500,13 @@ impl Writer {
             let _closed = self.learn_reads();
         }
         if self.outbox.has_heartbeat() {
-            Counters::add(&self.counters().heartbeats_dropped, 1);
+            Counters::add(&self.link.counters.heartbeats_dropped, 1);
         }
         // Closed off this thread, like broken connections: a close that hangs (a bad
         // host-mounted socket) must not hold up `close`, which joins this thread. No new
         // connection is asked for; one the supervisor made and nobody took, it lets go
         // of itself as it stops.
-        let active = {
-            let mut st = self.link.lock();
-            st.want = false;
-            st.active.take()
-        };
+        let active = self.link.stop_wanting();
         if let Some(current) = self.current.take() {
             self.link.let_go(current.conn, active);
         }
@@ -550,6 +514,16 @@ impl Writer {
         let unsent = self.outbox.take_unsent();
         // Handed back or kept in the spool, so written no more.
         Counters::sub(&self.link.counters.written, unsent.written as u64);
-        self.spool_leftovers(unsent)
+        self.source.keep_leftovers(
+            unsent,
+            Turn {
+                rx: &self.rx,
+                outbox: &mut self.outbox,
+                link: &self.link,
+                config: &self.config,
+                connected: false,
+                closing: true,
+            },
+        )
     }
 }

@@ -1,0 +1,599 @@
+//! The spooled source: records go to disk instead of filling the queue while the agent
+//! is away or behind, and come back, in order, once it is back.
+//!
+//! The spool stands between the queue and the outbox. Once a record has gone to the
+//! spool, every record after it goes there too, and the outbox is fed from the spool
+//! until the spool has nothing left to read; only then do records go from the queue to
+//! the outbox again. A frame leaves the spool when the agent has read it
+//! ([`Spooled::on_delivered`]), so the spool is also what a crash of this process leaves
+//! for the next client.
+//!
+//! A fault of the disk (full, refused, broken) pauses spilling for [`RETRY_AFTER`]: the
+//! record that could not be written waits in hand, the queue fills and producers get
+//! `QueueFull`, as without a spool. A spool that cannot be read is given up for the rest
+//! of the client's life; what it holds stays on disk for the next one.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::super::outbox::{Left, Outbox, Read, Unsent, WRITE_BYTES};
+use super::Turn;
+use super::direct::take_from_queue;
+use crate::encode::{Batch, append_record, append_record_in};
+use crate::link::Link;
+use crate::notify::{Event, LossReason};
+use crate::queue::{FlushSignal, Item, Queued};
+use crate::record::Record;
+use crate::spool::{Spool, SpoolFault};
+use crate::stats::Counters;
+
+/// How long spilling stays paused after a fault of the disk.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How long the writer may be without a connection before records go to disk: the
+/// first connect and a quick reconnect leave them in the queue, where they were.
+pub(crate) const OFFLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// Records spilled per turn of the writer's loop, so it still looks at the connection
+/// and the agent's reads while a burst goes to disk.
+const SPILL_BATCH: usize = 512;
+
+/// Where the queue's records go (docs/SPOOL.md, States).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Nothing on disk goes first: records pass from the queue to the outbox, as
+    /// without a spool (and wait in the queue while there is no connection).
+    Passing,
+    /// Records go from the queue to disk: there has been no connection for
+    /// [`OFFLINE_GRACE`] (or none while closing), the queue is past half full, or there
+    /// is no connection and records on disk go first.
+    Spilling,
+    /// Connected with records on disk: the outbox is fed from the spool, and the queue's
+    /// records go to disk behind them.
+    CatchingUp,
+}
+
+/// What the mode is decided from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Facts {
+    pub(crate) connected: bool,
+    pub(crate) closing: bool,
+    /// Records in the queue, and half its capacity.
+    pub(crate) queued: usize,
+    pub(crate) half: usize,
+    /// Records wait on disk (or in hand for it) to go first.
+    pub(crate) ahead: bool,
+    pub(crate) now: Instant,
+}
+
+/// The spooled source's mode, and the times it is decided with.
+#[derive(Debug)]
+pub(crate) struct Modes {
+    mode: Mode,
+    /// Until when appending is paused after a fault.
+    paused_until: Option<Instant>,
+    /// Since when the writer has had no connection.
+    offline_since: Option<Instant>,
+}
+
+impl Modes {
+    fn new(now: Instant) -> Modes {
+        Modes {
+            mode: Mode::Passing,
+            paused_until: None,
+            offline_since: Some(now),
+        }
+    }
+
+    /// Whether appending is paused after a fault at `now`.
+    fn paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|until| now < until)
+    }
+
+    /// Decides where the queue's records go on this turn; returns the mode it left, if
+    /// it changed.
+    pub(crate) fn decide(&mut self, f: Facts) -> Option<Mode> {
+        let offline = if f.connected {
+            self.offline_since = None;
+            false
+        } else {
+            // Closing, there is no time to wait: the records go where close keeps them.
+            let since = *self.offline_since.get_or_insert(f.now);
+            f.closing || f.now.saturating_duration_since(since) >= OFFLINE_GRACE
+        };
+        let mode = match () {
+            _ if f.ahead && f.connected => Mode::CatchingUp,
+            _ if f.ahead => Mode::Spilling,
+            // Paused after a fault, records go the direct way (or wait for a connection).
+            _ if !self.paused(f.now) && (offline || f.queued >= f.half) => Mode::Spilling,
+            _ => Mode::Passing,
+        };
+        let before = std::mem::replace(&mut self.mode, mode);
+        (before != mode).then_some(before)
+    }
+}
+
+/// The spool could not be read, and was given up: the records in hand and the flushes
+/// waiting on the spool went to the outbox.
+pub(crate) struct GivenUp;
+
+pub(crate) struct Spooled {
+    spool: Spool,
+    modes: Modes,
+    /// A record the spool refused; it goes first once appending works again.
+    held: Option<Queued>,
+    /// Flushes waiting for spooled records: each moves to the outbox once the spool has
+    /// handed it every frame that came before it.
+    waiting: VecDeque<(u64, Arc<FlushSignal>)>,
+    /// Frames handed to the spool over its life here, those found at open included.
+    enqueued: u64,
+    /// Frames read back from it.
+    read_back: u64,
+    /// This client's records in the spool (not yet delivered).
+    own: u64,
+    /// Where a record is encoded before it is appended.
+    scratch: Batch,
+}
+
+impl Spooled {
+    pub(crate) fn new(spool: Spool) -> Spooled {
+        Spooled {
+            enqueued: spool.frames(),
+            spool,
+            modes: Modes::new(Instant::now()),
+            held: None,
+            waiting: VecDeque::new(),
+            read_back: 0,
+            own: 0,
+            scratch: Batch::with_capacity(WRITE_BYTES),
+        }
+    }
+
+    /// Whether records must go before the queue's: the spool holds records not read
+    /// yet, or a record waits in hand for it.
+    pub(crate) fn ahead(&self) -> bool {
+        self.spool.unread() > 0 || self.held.is_some()
+    }
+
+    /// Whether the spool still has records of its own or an earlier client's to send.
+    pub(crate) fn holds_records(&self) -> bool {
+        self.spool.frames() > 0 || self.held.is_some()
+    }
+
+    /// Whether the queue's records stay where they are for now: there is no connection
+    /// (within [`OFFLINE_GRACE`], taken into the outbox they would stay in memory
+    /// however long the agent is away; past it, they go to disk a batch a turn), or
+    /// records are ahead of them on disk, which cannot take more now.
+    pub(crate) fn queue_waits(&self, connected: bool) -> bool {
+        !connected || (self.ahead() && self.modes.paused(Instant::now()))
+    }
+
+    /// One turn: syncs per the policy, moves the queue's records where the mode says,
+    /// and feeds the outbox from the spool while connected. Returns whether it took
+    /// records.
+    pub(crate) fn fill(&mut self, turn: Turn<'_>) -> Result<bool, GivenUp> {
+        let now = Instant::now();
+        if let Err(e) = self.spool.tick(now) {
+            self.fault(
+                turn.link,
+                e,
+                "the records spooled since the last sync may not survive a crash",
+            );
+        }
+        self.modes.decide(Facts {
+            connected: turn.connected,
+            closing: turn.closing,
+            queued: turn.rx.len(),
+            half: turn.config.queue_capacity.div_ceil(2),
+            ahead: self.ahead(),
+            now,
+        });
+        let paused = self.modes.paused(now);
+        let busy = match self.modes.mode {
+            Mode::Passing if turn.connected => take_from_queue(
+                turn.rx,
+                turn.outbox,
+                turn.link,
+                &turn.config.service_tree_id,
+            ),
+            Mode::Passing => false,
+            Mode::Spilling | Mode::CatchingUp if !paused => {
+                self.spill(turn.rx, turn.link, &turn.config.service_tree_id, now);
+                true
+            }
+            Mode::Spilling | Mode::CatchingUp => false,
+        };
+        if turn.connected {
+            self.refill(turn.outbox, turn.link, &turn.config.service_tree_id)?;
+        }
+        Ok(busy)
+    }
+
+    /// Moves records from the queue to the spool, up to [`SPILL_BATCH`].
+    fn spill(
+        &mut self,
+        rx: &crossbeam_channel::Receiver<Item>,
+        link: &Link,
+        sti: &str,
+        now: Instant,
+    ) {
+        let (mut lost, mut spooled) = (0, 0);
+        let mut fault = None;
+        for _ in 0..SPILL_BATCH {
+            let queued = match self.held.take() {
+                Some(held) => held,
+                None => match rx.try_recv() {
+                    Ok(Item::Record(queued)) => queued,
+                    Ok(Item::Flush(signal)) => {
+                        self.waiting.push_back((self.enqueued, signal));
+                        continue;
+                    }
+                    Err(_) => break,
+                },
+            };
+            self.scratch.clear();
+            let Queued {
+                ts,
+                size_bound,
+                ref record,
+            } = queued;
+            if !append_record_in(&mut self.scratch, size_bound, sti, ts, record) {
+                lost += 1;
+                continue;
+            }
+            match self.spool.append(self.scratch.as_slice()) {
+                Ok(()) => {
+                    self.enqueued += 1;
+                    self.own += 1;
+                    spooled += 1;
+                }
+                Err(e) => {
+                    self.held = Some(queued);
+                    self.modes.paused_until = Some(now + RETRY_AFTER);
+                    fault = Some(e);
+                    break;
+                }
+            }
+        }
+        // Counted once the policy has them on disk: a count read by the caller is a
+        // promise that survives a crash.
+        let committed = self.spool.commit();
+        Counters::add(&link.counters.spooled, spooled);
+        link.room.taken(|| rx.len());
+        self.publish_size(link);
+        if let Err(e) = committed {
+            self.fault(link, e, "the records just spooled may not survive a crash");
+        }
+        if lost > 0 {
+            link.lose(lost, LossReason::Unencodable);
+        }
+        if let Some(e) = fault {
+            self.fault(link, e, "spilling is paused; records wait in memory");
+        }
+    }
+
+    /// Feeds the outbox from the spool, up to a write's worth, and hands it the flushes
+    /// whose records have all come out of the spool.
+    fn refill(&mut self, outbox: &mut Outbox, link: &Link, sti: &str) -> Result<(), GivenUp> {
+        let mut fault = None;
+        while outbox.planned_bytes() < WRITE_BYTES
+            && self.spool.unread() > 0
+            && outbox.all_encoded()
+        {
+            match self.spool.next_frame() {
+                Ok(Some(frame)) => {
+                    outbox.take_spooled(frame.bytes, frame.inherited);
+                    self.read_back += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    fault = Some(e);
+                    break;
+                }
+            }
+        }
+        while let Some((before, _)) = self.waiting.front() {
+            if *before > self.read_back && self.spool.unread() > 0 {
+                break;
+            }
+            if let Some((_, signal)) = self.waiting.pop_front() {
+                outbox.mark(signal);
+            }
+        }
+        match fault {
+            Some(e) => {
+                self.give_up(e, outbox, link, sti);
+                Err(GivenUp)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Frames read from the spool were delivered: the spool lets go of them.
+    pub(crate) fn on_delivered(&mut self, read: Read, link: &Link) {
+        if read.spooled == 0 {
+            return;
+        }
+        self.own = self
+            .own
+            .saturating_sub((read.spooled - read.inherited) as u64);
+        if let Err(e) = self.spool.ack(read.spooled as u64) {
+            self.fault(
+                link,
+                e,
+                "delivered records may be sent again by the next client",
+            );
+        }
+        self.publish_size(link);
+    }
+
+    fn publish_size(&self, link: &Link) {
+        link.counters
+            .spool_bytes
+            .store(self.spool.bytes(), Ordering::Relaxed);
+    }
+
+    /// A fault of the disk: told, then counted, with what it means for the records.
+    fn fault(&self, link: &Link, e: SpoolFault, consequence: &str) {
+        link.notifier.publish(Event::SpoolFailed {
+            path: self.spool.path().to_path_buf(),
+            error: format!("{e}; {consequence}"),
+        });
+        Counters::add(&link.counters.spool_errors, 1);
+    }
+
+    /// The spool cannot be read: it is left as it is on disk for the next client. The
+    /// record in hand and the flushes waiting on the spool go to the outbox.
+    fn give_up(&mut self, e: SpoolFault, outbox: &mut Outbox, link: &Link, sti: &str) {
+        self.fault(
+            link,
+            e,
+            "the spool is given up; what it holds stays on disk for the next client",
+        );
+        if let Some(held) = self.held.take() {
+            outbox.take(held.ts, held.size_bound, held.record);
+            let lost = outbox.encode(sti);
+            if lost > 0 {
+                link.lose(lost, LossReason::Unencodable);
+            }
+        }
+        Counters::add(&link.counters.spool_kept, self.own);
+        for (_, signal) in self.waiting.drain(..) {
+            outbox.mark(signal);
+        }
+    }
+
+    /// At close: what the agent was not seen to read goes to the spool instead of back
+    /// to the caller. The outbox, spooled frames and records in the order they were
+    /// sent, goes in front of everything in the spool; the queue's records after it.
+    /// Returns what the spool could not take, in order.
+    pub(crate) fn keep_leftovers(&mut self, unsent: Unsent, turn: Turn<'_>) -> Vec<Record> {
+        let (link, sti) = (turn.link, &*turn.config.service_tree_id);
+        let (mut fault, mut released) = (None, None);
+        let mut unsent = match persist_outbox(&mut self.spool, sti, unsent) {
+            Ok(kept) => {
+                self.own += kept.records;
+                Counters::add(&link.counters.spooled, kept.records);
+                released = kept.released;
+                kept.unencodable
+            }
+            Err((e, records)) => {
+                fault = Some(e);
+                records
+            }
+        };
+        // Then what is still queued, newest last.
+        let queued = self
+            .held
+            .take()
+            .into_iter()
+            .chain(turn.rx.try_iter().filter_map(|item| match item {
+                Item::Record(queued) => Some(queued),
+                Item::Flush(signal) => {
+                    signal.cancel();
+                    None
+                }
+            }));
+        for queued in queued {
+            if fault.is_none() {
+                self.scratch.clear();
+                let Queued {
+                    ts,
+                    size_bound,
+                    ref record,
+                } = queued;
+                if append_record_in(&mut self.scratch, size_bound, sti, ts, record) {
+                    match self.spool.append(self.scratch.as_slice()) {
+                        Ok(()) => {
+                            self.own += 1;
+                            Counters::add(&link.counters.spooled, 1);
+                            continue;
+                        }
+                        Err(e) => fault = Some(e),
+                    }
+                }
+            }
+            unsent.push(queued.into_record());
+        }
+        for (_, signal) in self.waiting.drain(..) {
+            signal.cancel();
+        }
+        if let Err(e) = self.spool.sync() {
+            fault.get_or_insert(e);
+        }
+        Counters::add(&link.counters.spool_kept, self.own);
+        self.publish_size(link);
+        if let Some(e) = released {
+            self.fault(
+                link,
+                e,
+                "delivered records may be sent again by the next client",
+            );
+        }
+        if let Some(e) = fault {
+            self.fault(link, e, "the records it could not take are handed back");
+        }
+        unsent
+    }
+}
+
+/// What [`persist_outbox`] kept.
+struct Kept {
+    /// Records now in the spool.
+    records: u64,
+    /// Records taken but not yet encoded that did not encode: to hand back.
+    unencodable: Vec<Record>,
+    /// A fault in letting the old copies of the spooled frames go.
+    released: Option<SpoolFault>,
+}
+
+/// Writes what close found in the outbox to the front of the spool, in place of the
+/// spooled frames in it. On a fault the spool is as it was, and the records come back
+/// to be handed to the caller.
+fn persist_outbox(
+    spool: &mut Spool,
+    sti: &str,
+    unsent: Unsent,
+) -> Result<Kept, (SpoolFault, Vec<Record>)> {
+    let mut image = Batch::with_capacity(WRITE_BYTES);
+    let mut ends = Vec::with_capacity(unsent.left.len());
+    // Every record, in order, and whether it went into the image.
+    let mut taken = Vec::with_capacity(unsent.left.len());
+    for left in unsent.left {
+        match left {
+            Left::Record(r) => {
+                let ts = r.get_event_time().unwrap_or(0);
+                let encoded = append_record(&mut image, sti, ts, &r);
+                if encoded {
+                    ends.push(image.as_slice().len());
+                }
+                taken.push((r, encoded));
+            }
+            Left::Spooled(bytes) => {
+                image.extend_from_slice(&bytes);
+                ends.push(image.as_slice().len());
+            }
+        }
+    }
+    let bytes = image.as_slice();
+    let mut start = 0;
+    let mut frames = ends.iter().filter_map(|&end| {
+        let frame = bytes.get(start..end);
+        start = end;
+        frame
+    });
+    match spool.replace_lent(&mut frames) {
+        Ok((_, released)) => {
+            let records = taken.iter().filter(|t| t.1).count() as u64;
+            // A record taken but not yet encoded may not encode: it goes back.
+            let back = taken.into_iter().filter(|t| !t.1).map(|t| t.0);
+            Ok(Kept {
+                records,
+                unencodable: back.collect(),
+                released,
+            })
+        }
+        Err(e) => Err((e, taken.into_iter().map(|t| t.0).collect())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(now: Instant) -> Facts {
+        Facts {
+            connected: false,
+            closing: false,
+            queued: 0,
+            half: 8,
+            ahead: false,
+            now,
+        }
+    }
+
+    #[test]
+    fn records_wait_in_the_queue_for_the_grace_then_spill() {
+        let t0 = Instant::now();
+        let mut m = Modes::new(t0);
+        assert_eq!(m.decide(facts(t0)), None);
+        assert_eq!(m.mode, Mode::Passing);
+        let later = t0 + OFFLINE_GRACE;
+        assert_eq!(m.decide(facts(later)), Some(Mode::Passing));
+        assert_eq!(m.mode, Mode::Spilling);
+    }
+
+    #[test]
+    fn a_closing_writer_without_a_connection_spills_at_once() {
+        let t0 = Instant::now();
+        let mut m = Modes::new(t0);
+        m.decide(Facts {
+            closing: true,
+            ..facts(t0)
+        });
+        assert_eq!(m.mode, Mode::Spilling);
+    }
+
+    #[test]
+    fn a_queue_past_half_spills_even_while_connected() {
+        let t0 = Instant::now();
+        let mut m = Modes::new(t0);
+        let f = Facts {
+            connected: true,
+            queued: 8,
+            ..facts(t0)
+        };
+        m.decide(f);
+        assert_eq!(m.mode, Mode::Spilling);
+        m.decide(Facts { queued: 7, ..f });
+        assert_eq!(m.mode, Mode::Passing);
+    }
+
+    #[test]
+    fn records_on_disk_go_first_and_are_caught_up_with_once_connected() {
+        let t0 = Instant::now();
+        let mut m = Modes::new(t0);
+        let f = Facts {
+            ahead: true,
+            ..facts(t0)
+        };
+        m.decide(f);
+        assert_eq!(m.mode, Mode::Spilling);
+        assert_eq!(
+            m.decide(Facts {
+                connected: true,
+                ..f
+            }),
+            Some(Mode::Spilling)
+        );
+        assert_eq!(m.mode, Mode::CatchingUp);
+        m.decide(Facts {
+            connected: true,
+            ahead: false,
+            ..f
+        });
+        assert_eq!(m.mode, Mode::Passing);
+    }
+
+    #[test]
+    fn a_pause_after_a_fault_sends_records_the_direct_way_until_it_ends() {
+        let t0 = Instant::now();
+        let mut m = Modes::new(t0);
+        m.paused_until = Some(t0 + RETRY_AFTER);
+        let f = Facts {
+            connected: true,
+            queued: 8,
+            ..facts(t0)
+        };
+        m.decide(f);
+        assert_eq!(m.mode, Mode::Passing);
+        assert!(m.paused(t0));
+        m.decide(Facts {
+            now: t0 + RETRY_AFTER,
+            ..f
+        });
+        assert_eq!(m.mode, Mode::Spilling);
+    }
+}
