@@ -11,6 +11,7 @@
 mod common;
 
 mod absent;
+mod absent_spooled;
 mod churn;
 mod close_races;
 mod crashes;

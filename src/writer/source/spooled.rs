@@ -200,8 +200,7 @@ impl Spooled {
             ),
             Mode::Passing => false,
             Mode::Spilling | Mode::CatchingUp if !paused => {
-                self.spill(turn.rx, turn.link, &turn.config.service_tree_id, now);
-                true
+                self.spill(turn.rx, turn.link, &turn.config.service_tree_id, now)
             }
             Mode::Spilling | Mode::CatchingUp => false,
         };
@@ -211,15 +210,16 @@ impl Spooled {
         Ok(busy)
     }
 
-    /// Moves records from the queue to the spool, up to [`SPILL_BATCH`].
+    /// Moves records from the queue to the spool, up to [`SPILL_BATCH`]; returns whether
+    /// it took anything off the queue (an idle writer with nothing to spill parks).
     fn spill(
         &mut self,
         rx: &crossbeam_channel::Receiver<Item>,
         link: &Link,
         sti: &str,
         now: Instant,
-    ) {
-        let (mut lost, mut spooled) = (0, 0);
+    ) -> bool {
+        let (mut lost, mut spooled, mut took) = (0, 0, self.held.is_some());
         let mut fault = None;
         for _ in 0..SPILL_BATCH {
             let queued = match self.held.take() {
@@ -228,11 +228,13 @@ impl Spooled {
                     Ok(Item::Record(queued)) => queued,
                     Ok(Item::Flush(signal)) => {
                         self.waiting.push_back((self.enqueued, signal));
+                        took = true;
                         continue;
                     }
                     Err(_) => break,
                 },
             };
+            took = true;
             self.scratch.clear();
             let Queued {
                 ts,
@@ -272,6 +274,7 @@ impl Spooled {
         if let Some(e) = fault {
             self.fault(link, e, "spilling is paused; records wait in memory");
         }
+        took
     }
 
     /// Feeds the outbox from the spool, up to a write's worth, and hands it the flushes
