@@ -5,13 +5,19 @@
 //! transition is unit-tested below without sockets.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::transport::{Connection, Peer};
 
 /// How often, in records written, a busy writer asks the kernel what the agent has read:
 /// each check is two syscalls, so the stream's unconfirmed tail is trimmed in batches.
 pub(super) const READ_CHECK_EVERY: usize = 512;
+
+/// How often, at least, a writer that writes asks the kernel what the agent has read,
+/// however few records went out: against a slow agent, writes block in the kernel and
+/// [`READ_CHECK_EVERY`] records can take seconds, while the delivered count (and the
+/// records written again after a crash) should trail the agent by a fraction of a second.
+pub(super) const READ_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the writer knows of the agent's reading of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +71,8 @@ pub(super) struct Current {
     state: State,
     /// Records written since the last look at the agent's reads.
     since_check: usize,
+    /// When the agent's reads were last looked at.
+    checked_at: Instant,
     /// A write returned short since the agent was last seen alive: a blocked write that
     /// the agent's leaving woke takes (and clears) the reset it left.
     short_write: bool,
@@ -86,6 +94,7 @@ impl Current {
             conn,
             state,
             since_check: 0,
+            checked_at: Instant::now(),
             short_write: false,
             full_since: None,
         }
@@ -140,7 +149,8 @@ impl Current {
             _ => {}
         }
         self.since_check += records;
-        if self.since_check >= READ_CHECK_EVERY {
+        if self.since_check >= READ_CHECK_EVERY || self.checked_at.elapsed() >= READ_CHECK_INTERVAL
+        {
             AfterWrite::CheckReads
         } else {
             AfterWrite::Nothing
@@ -156,6 +166,7 @@ impl Current {
     /// before: `None` when it cannot count, and records count as read once written.
     pub(super) fn on_peer(&mut self, peer: Peer) -> Option<Seen> {
         self.since_check = 0;
+        self.checked_at = Instant::now();
         let seen = match peer {
             _ if self.state == State::Reset => Seen::Reset,
             Peer::Reading { unread } => {
@@ -232,6 +243,17 @@ mod tests {
             c.on_peer(Peer::Reading { unread: 0 }),
             Some(Seen::Unread(0))
         );
+        assert_eq!(c.on_written(1, 1, 1), AfterWrite::Nothing);
+    }
+
+    #[test]
+    fn reads_are_checked_after_a_write_once_the_interval_has_passed() {
+        let mut c = probing();
+        c.on_read();
+        assert_eq!(c.on_written(1, 1, 1), AfterWrite::Nothing);
+        c.checked_at = Instant::now() - READ_CHECK_INTERVAL;
+        assert_eq!(c.on_written(1, 1, 1), AfterWrite::CheckReads);
+        c.on_peer(Peer::Reading { unread: 0 });
         assert_eq!(c.on_written(1, 1, 1), AfterWrite::Nothing);
     }
 
