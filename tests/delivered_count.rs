@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use geneva_audit::agent::TestAgent;
-use geneva_audit::{Client, Record};
+use geneva_audit::Record;
 
 /// The agent reads this many bytes a second.
 const RATE: u64 = 100_000;
