@@ -15,11 +15,10 @@ use crossbeam_channel::{Sender, unbounded};
 use parking_lot::Mutex;
 use socket2::Socket;
 
-use crate::link::Link;
 use crate::transport::Connection;
 
 /// A connection to close, with a second handle on the same socket if there is one.
-type Closing = (Connection, Option<Socket>);
+pub(crate) type Closing = (Connection, Option<Socket>);
 
 /// The closer thread, and what it tells about the close it is in.
 pub(crate) struct Closer {
@@ -42,7 +41,7 @@ impl Closer {
 
     /// Hands `closing` to the closer thread, starting it if need be. Without a thread
     /// (none could be started), the handles are dropped here.
-    fn close(&self, closing: Closing) {
+    pub(crate) fn close(&self, closing: Closing) {
         let mut tx = self.tx.lock();
         if tx.is_none() {
             *tx = self.start();
@@ -52,6 +51,11 @@ impl Closer {
             // did, the handles would come back in the error and drop here.
             let _ = sender.send(closing);
         }
+    }
+
+    /// How long a close may run before the client counts it as hanging.
+    pub(crate) fn hang_after(&self) -> Duration {
+        self.hang_after
     }
 
     fn start(&self) -> Option<Sender<Closing>> {
@@ -72,36 +76,10 @@ impl Closer {
     }
 
     /// How long the close in progress has been running, if longer than allowed.
-    fn hanging(&self) -> Option<Duration> {
+    pub(crate) fn hanging(&self) -> Option<Duration> {
         let since = (*self.busy_since.lock())?;
         let running = since.elapsed();
         (running > self.hang_after).then_some(running)
-    }
-}
-
-impl Link {
-    /// The writer's connection broke: it is closed on the closer thread, so a close that
-    /// hangs (a bad host-mounted socket) never stalls the writer. A close that has hung
-    /// for longer than the write timeout kills the client: connections would pile up
-    /// behind it.
-    pub(crate) fn retire(self: &Arc<Self>, conn: Connection) {
-        let active = self.lock().active.take();
-        self.closer.close((conn, active));
-        if let Some(running) = self.closer.hanging() {
-            self.die(format!(
-                "closing a broken connection has been hanging for {:.1} s (the write \
-                 timeout is {:.1} s); giving up",
-                running.as_secs_f64(),
-                self.closer.hang_after.as_secs_f64()
-            ));
-        }
-    }
-
-    /// A connection the client is done with as it stops: closed on the closer thread
-    /// too, so a close that hangs cannot hold up `close` (which waits for the writer and
-    /// the supervisor).
-    pub(crate) fn let_go(self: &Arc<Self>, conn: Connection, active: Option<Socket>) {
-        self.closer.close((conn, active));
     }
 }
 

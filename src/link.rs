@@ -188,6 +188,30 @@ impl Link {
         Counters::add(&self.counters.lost, count);
     }
 
+    /// The writer's connection broke: it is closed on the closer thread, so a close that
+    /// hangs (a bad host-mounted socket) never stalls the writer. A close that has hung
+    /// for longer than the write timeout kills the client: connections would pile up
+    /// behind it.
+    pub(crate) fn close_broken(&self, conn: Connection) {
+        let active = self.lock().active.take();
+        self.closer.close((conn, active));
+        if let Some(running) = self.closer.hanging() {
+            self.die(format!(
+                "closing a broken connection has been hanging for {:.1} s (the write \
+                 timeout is {:.1} s); giving up",
+                running.as_secs_f64(),
+                self.closer.hang_after().as_secs_f64()
+            ));
+        }
+    }
+
+    /// A connection the client is done with as it stops: closed on the closer thread
+    /// too, so a close that hangs cannot hold up `close` (which waits for the writer and
+    /// the supervisor).
+    pub(crate) fn close_in_background(&self, conn: Connection, active: Option<Socket>) {
+        self.closer.close((conn, active));
+    }
+
     /// The client gives up: it says why once, refuses records and stops.
     pub(crate) fn die(&self, reason: String) {
         if self.advance(Lifecycle::Dead) {

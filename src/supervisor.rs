@@ -73,7 +73,7 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
                 let mut st = shared.lock();
                 if st.lifecycle.stopping() {
                     drop(st);
-                    shared.let_go(conn, None);
+                    shared.close_in_background(conn, None);
                     break;
                 }
                 st.ready = Some(conn);
@@ -105,6 +105,6 @@ pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
     }
     let ready = shared.lock().ready.take();
     if let Some(conn) = ready {
-        shared.let_go(conn, None);
+        shared.close_in_background(conn, None);
     }
 }

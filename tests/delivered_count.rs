@@ -8,8 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use geneva_audit::agent::TestAgent;
 use geneva_audit::Record;
+use geneva_audit::agent::TestAgent;
 
 /// The agent reads this many bytes a second.
 const RATE: u64 = 100_000;

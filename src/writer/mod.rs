@@ -451,7 +451,7 @@ impl Writer {
         });
         self.next_heartbeat = None;
         if let Some(current) = self.current.take() {
-            self.link.retire(current.conn);
+            self.link.close_broken(current.conn);
         }
         self.link.want_connection();
     }
@@ -508,7 +508,7 @@ impl Writer {
         // of itself as it stops.
         let active = self.link.stop_wanting();
         if let Some(current) = self.current.take() {
-            self.link.let_go(current.conn, active);
+            self.link.close_in_background(current.conn, active);
         }
         self.link.room.wake_all();
         let unsent = self.outbox.take_unsent();
