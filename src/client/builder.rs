@@ -287,7 +287,7 @@ impl ClientBuilder {
                     // No panic is known to reach here; should one, the client says so
                     // and close counts what the writer held as lost.
                     shared.die("the writer thread panicked".into());
-                    Vec::new()
+                    Default::default()
                 })
             })
         };

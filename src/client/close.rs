@@ -11,6 +11,7 @@ use crate::queue::Item;
 use crate::record::Record;
 use crate::stats::{Counters, Stats};
 use crate::time;
+use crate::writer::Leftovers;
 
 /// What `close` did.
 #[derive(Debug)]
@@ -24,6 +25,12 @@ pub struct CloseReport {
     /// counted as lost. Each carries the time it was stamped with as its event time
     /// ([`Record::get_event_time`]), so sending it again later keeps that time.
     pub unsent: Vec<Record>,
+    /// Of the records in `unsent`, and those the spool keeps (`spooled`), how many were
+    /// written to the agent's socket and not seen read by the deadline. An agent that
+    /// is alive may still read them (one that reads slowly usually does): these are the
+    /// records that may arrive twice if sent again. The others were never written, or
+    /// were written to a connection that failed before the agent read them.
+    pub written_unconfirmed: u64,
     /// This client's records that the spool keeps for the next client on its directory
     /// ([`ClientBuilder::spool`](crate::ClientBuilder::spool)): not delivered by the
     /// deadline, and written to disk instead of handed back. 0 without a spool.
@@ -48,7 +55,7 @@ impl Inner {
         // A second close waits for the first to finish, then finds nothing left to do.
         let _closing = self.closing.lock();
         let Some((writer, supervisor)) = self.threads.lock().take() else {
-            return self.report(Vec::new(), true);
+            return self.report(Vec::new(), 0, true);
         };
         // 2. The writer writes what is queued and waits for the agent to read it, until
         // the deadline.
@@ -62,10 +69,11 @@ impl Inner {
         if !writer_ended {
             writer_ended = writer.wait_until(grace());
         }
-        let mut unsent = Vec::new();
+        let mut leftovers = Leftovers::default();
         if writer_ended {
-            unsent = writer.join().unwrap_or_default();
+            leftovers = writer.join().unwrap_or_default();
         }
+        let mut unsent = leftovers.records;
         let supervisor_ended = supervisor.wait_until(grace());
         // 4. What the writer never took is still queued.
         unsent.extend(self.rx.try_iter().filter_map(|item| match item {
@@ -89,11 +97,12 @@ impl Inner {
             self.shared.lose(abandoned, LossReason::Abandoned);
         }
         self.shared.notifier.end();
-        self.report(unsent, writer_ended && supervisor_ended)
+        self.report(unsent, leftovers.written, writer_ended && supervisor_ended)
     }
 
-    fn report(&self, unsent: Vec<Record>, clean: bool) -> CloseReport {
+    fn report(&self, unsent: Vec<Record>, written_unconfirmed: u64, clean: bool) -> CloseReport {
         CloseReport {
+            written_unconfirmed,
             delivered: self.counters.delivered.load(Ordering::Relaxed),
             spooled: self.counters.spool_kept.load(Ordering::Relaxed),
             unsent,

@@ -27,6 +27,7 @@ use crate::time::unix_now;
 use crate::transport::Transport;
 use crate::validate::{DEFAULT_MAX_CUSTOM_DEPTH, ValidationError};
 use crate::worker::Worker;
+use crate::writer::Leftovers;
 use crossbeam_utils::CachePadded;
 
 mod builder;
@@ -48,7 +49,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(10);
 const ROOM_BACKSTOP: Duration = Duration::from_secs(1);
 
 /// The writer (which returns the records it could not deliver) and the supervisor.
-type Threads = (Worker<Vec<Record>>, Worker<()>);
+type Threads = (Worker<Leftovers>, Worker<()>);
 
 struct Inner {
     config: Arc<Config>,

@@ -51,6 +51,18 @@ const FIRST_POLL: Duration = Duration::from_millis(1);
 const READ_WAIT_MIN: Duration = Duration::from_micros(50);
 const READ_WAIT_MAX: Duration = Duration::from_millis(1);
 
+/// What the writer leaves when it stops.
+#[derive(Default)]
+pub(crate) struct Leftovers {
+    /// The accepted records the agent was not seen to read (and the spool, if any, could
+    /// not keep), in order.
+    pub(crate) records: Vec<Record>,
+    /// How many of this client's records among them, or among those the spool kept at
+    /// close, were written to the connection and not seen read: an agent still reading
+    /// may yet read them.
+    pub(crate) written: u64,
+}
+
 pub(crate) struct Writer {
     link: Arc<Link>,
     config: Arc<Config>,
@@ -106,7 +118,7 @@ impl Writer {
 
     /// Runs until the client stops; returns the accepted records the agent was not seen
     /// to read, in order.
-    pub(crate) fn run(mut self) -> Vec<Record> {
+    pub(crate) fn run(mut self) -> Leftovers {
         loop {
             let lifecycle = self.link.lifecycle();
             if lifecycle.stopping() {
@@ -495,7 +507,7 @@ impl Writer {
 
     /// Leaves the loop: looks one last time at what the agent read, lets the connection
     /// go, and returns every record not confirmed read.
-    fn finish(mut self) -> Vec<Record> {
+    fn finish(mut self) -> Leftovers {
         if self.current.is_some() {
             let _closed = self.learn_reads();
         }
@@ -513,8 +525,9 @@ impl Writer {
         self.link.room.wake_all();
         let unsent = self.outbox.take_unsent();
         // Handed back or kept in the spool, so written no more.
-        Counters::sub(&self.link.counters.written, unsent.written as u64);
-        self.source.keep_leftovers(
+        let written = unsent.written as u64;
+        Counters::sub(&self.link.counters.written, written);
+        let records = self.source.keep_leftovers(
             unsent,
             Turn {
                 rx: &self.rx,
@@ -524,6 +537,7 @@ impl Writer {
                 connected: false,
                 closing: true,
             },
-        )
+        );
+        Leftovers { records, written }
     }
 }
