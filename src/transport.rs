@@ -245,6 +245,14 @@ impl Connection {
         }
     }
 
+    /// Waits up to `timeout` for room to write in the socket (or for it to fail, which
+    /// the next write then tells). Returns at once on other connections.
+    pub(crate) fn wait_writable(&self, timeout: Duration) {
+        if let Connection::Socket(s) = self {
+            poll_out(s, timeout);
+        }
+    }
+
     /// A second handle on the same socket, so another thread can shut it down and
     /// unblock a write stuck on it.
     pub(crate) fn shutdown_handle(&self) -> Option<Socket> {
@@ -272,6 +280,23 @@ fn outq(socket: &Socket) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(usize::try_from(unread).unwrap_or(0))
+}
+
+/// Waits for `POLLOUT` on `socket` for up to `timeout`; an error or a signal only ends
+/// the wait early.
+#[allow(unsafe_code)]
+fn poll_out(socket: &Socket, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fd` is a live local `pollfd` and the count is 1; the descriptor is owned
+    // by `socket` and stays open for the call. std has no poll; the spooled writer must
+    // wake when the agent makes room instead of sleeping a fixed slice.
+    let _ready = unsafe { libc::poll(&mut fd, 1, ms) };
 }
 
 /// Elsewhere the count is not to be had: records count as delivered once written.

@@ -392,7 +392,12 @@ impl Writer {
         self.link.room.wake_if_waiting();
         // Parks even with records queued when it cannot take them now: a new connection
         // waiting for its first record to be read must not spin on a full outbox.
-        if self.rx.is_empty() || self.outbox.planned_bytes() >= WRITE_BYTES || self.socket_full() {
+        if self.socket_full() {
+            // The agent's next read makes room: wake for it, not after a fixed slice.
+            if let Some(current) = &self.current {
+                current.conn.wait_writable(self.read_wait);
+            }
+        } else if self.rx.is_empty() || self.outbox.planned_bytes() >= WRITE_BYTES {
             thread::park_timeout(self.read_wait);
         }
         self.read_wait = (self.read_wait * 2).min(READ_WAIT_MAX);
