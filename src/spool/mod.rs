@@ -6,6 +6,7 @@
 //! when the agent has read them (`Spool::ack`). The format is in `format`; what
 //! opening a directory does with what it finds, in `recover`.
 
+mod files;
 mod format;
 mod inspect;
 mod recover;
@@ -14,12 +15,13 @@ mod report;
 mod tests;
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use files::Opened;
 use format::{
     CURSOR_FILE, CURSOR_TMP, FRAME_OVERHEAD, HEADER_LEN, LOCK_FILE, cursor_bytes, frame_prefix,
     header, segment_name,
@@ -99,11 +101,6 @@ impl Spool {
         limit: u64,
         sync: SpoolSync,
     ) -> Result<(Spool, Vec<SpoolNotice>), SpoolError> {
-        if dir.exists() && !dir.is_dir() {
-            return Err(SpoolError::NotADirectory {
-                path: dir.to_path_buf(),
-            });
-        }
         let io = |op| {
             move |source| SpoolError::Io {
                 path: dir.to_path_buf(),
@@ -111,13 +108,18 @@ impl Spool {
                 source,
             }
         };
-        fs::create_dir_all(dir).map_err(io("create the spool directory"))?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))
-            .map_err(io("open the lock file of"))?;
+        files::prepare_dir(dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = match files::open_regular(&lock_path, true, true) {
+            Ok(Opened::File(file)) => file,
+            Ok(Opened::NotAFile(found)) => {
+                return Err(SpoolError::NotAFile {
+                    path: lock_path,
+                    found,
+                });
+            }
+            Err(e) => return Err(io("open the lock file of")(e)),
+        };
         match try_lock(&lock) {
             Ok(true) => {}
             Ok(false) => {
@@ -172,12 +174,8 @@ impl Spool {
     /// A new segment file with its header, synced into the directory per the policy.
     fn create_segment(&self, id: u64) -> Result<File, SpoolFault> {
         let path = self.path_of(id);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .read(true)
-            .open(&path)
-            .map_err(fault(&path, "create the spool segment"))?;
+        let mut file =
+            files::create_new(&path).map_err(fault(&path, "create the spool segment"))?;
         if let Err(e) = file.write_all(&header()) {
             let _ = fs::remove_file(&path);
             return Err(fault(&path, "write the header of")(e));
@@ -387,7 +385,14 @@ impl Spool {
             return Ok(());
         }
         let tmp = self.dir.join(CURSOR_TMP);
-        let mut file = File::create(&tmp).map_err(fault(&tmp, "write the spool cursor"))?;
+        // Whatever has that name goes first (a link planted there is removed, never
+        // followed); then the file is made anew, 0600.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fault(&tmp, "remove the old spool cursor")(e)),
+        }
+        let mut file = files::create_new(&tmp).map_err(fault(&tmp, "write the spool cursor"))?;
         file.write_all(&cursor_bytes(&entries))
             .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
             .map_err(fault(&tmp, "write the spool cursor"))?;
@@ -434,7 +439,15 @@ impl Spool {
         if !held {
             let path = self.path_of(id);
             if self.reader.as_ref().is_none_or(|r| r.0 != id) {
-                let file = File::open(&path).map_err(fault(&path, "open the spool segment"))?;
+                let file = match files::open_regular(&path, false, false) {
+                    Ok(Opened::File(file)) => file,
+                    Ok(Opened::NotAFile(found)) => {
+                        return Err(fault(&path, "read the spool segment")(io::Error::other(
+                            format!("it is now {found}, not a regular file"),
+                        )));
+                    }
+                    Err(e) => return Err(fault(&path, "open the spool segment")(e)),
+                };
                 self.reader = Some((id, file));
             }
             let Some((_, file)) = &self.reader else {
