@@ -8,11 +8,12 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
-use super::{BuildError, Client, Inner};
+use super::{BuildError, Client, Inner, Threads};
 use crate::backoff::Backoff;
 use crate::config::{Config, DEFAULT_SPOOL_LIMIT, SendBuffer, SpoolConfig};
 use crate::link::{Lifecycle, Link};
 use crate::notify::{Event, Notifier};
+use crate::queue::Item;
 use crate::spool::{Spool, SpoolError, SpoolNotice, SpoolSync};
 use crate::stats::Counters;
 use crate::supervisor;
@@ -219,41 +220,7 @@ impl ClientBuilder {
 
     /// Starts the writer and supervisor threads.
     pub fn build(self) -> Result<Client, BuildError> {
-        let mut config = self.config;
-        config.service_tree_id = validate_service_tree_id(&config.service_tree_id)
-            .map_err(BuildError::ServiceTreeId)?
-            .into();
-        if config.queue_capacity == 0 {
-            return Err(BuildError::Config("queue capacity must be at least 1"));
-        }
-        if config.max_custom_depth > MAX_CUSTOM_DEPTH {
-            return Err(BuildError::Config("max custom depth must be at most 123"));
-        }
-        if config.max_frame_size > u32::MAX as usize {
-            return Err(BuildError::Config("max frame size must fit in 32 bits"));
-        }
-        if config.idle_poll.is_zero() {
-            return Err(BuildError::Config("idle poll interval must be positive"));
-        }
-        // A send timeout under a microsecond reaches the kernel as zero: block forever.
-        if config.write_timeout < Duration::from_millis(1) {
-            return Err(BuildError::Config("write timeout must be at least 1 ms"));
-        }
-        if config.connect_timeout < Duration::from_millis(1) {
-            return Err(BuildError::Config("connect timeout must be at least 1 ms"));
-        }
-        if config.heartbeat_interval.is_zero() {
-            return Err(BuildError::Config("heartbeat interval must be positive"));
-        }
-        if let SendBuffer::Bytes(n) = config.send_buffer {
-            // The kernel takes an int, and doubles it.
-            if n == 0 || n > (i32::MAX / 2) as usize {
-                return Err(BuildError::Config(
-                    "send buffer size must be between 1 and 1,073,741,823 bytes",
-                ));
-            }
-        }
-        let config = Arc::new(config);
+        let config = Arc::new(checked(self.config)?);
         let counters = Arc::new(Counters::default());
         let notifier = Notifier::new(config.notification_capacity, Arc::clone(&counters));
         let notifications = notifier.receiver();
@@ -268,37 +235,7 @@ impl ClientBuilder {
             config.write_timeout,
         ));
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
-
-        let supervisor = {
-            let (shared, config) = (Arc::clone(&shared), Arc::clone(&config));
-            Worker::spawn("geneva-audit-supervisor", move || {
-                let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&shared), config));
-                if catch_unwind(run).is_err() {
-                    shared.die("the supervisor thread panicked".into());
-                }
-            })
-            .map_err(BuildError::Spawn)?
-        };
-        let writer = {
-            let w = Writer::new(Arc::clone(&shared), Arc::clone(&config), rx.clone(), spool);
-            let shared = Arc::clone(&shared);
-            Worker::spawn("geneva-audit-writer", move || {
-                catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
-                    // No panic is known to reach here; should one, the client says so
-                    // and close counts what the writer held as lost.
-                    shared.die("the writer thread panicked".into());
-                    Vec::new()
-                })
-            })
-        };
-        let writer = match writer {
-            Ok(w) => w,
-            Err(e) => {
-                shared.advance(Lifecycle::Stopping);
-                let _ = supervisor.wait_until(time::after(Duration::from_secs(1)));
-                return Err(BuildError::Spawn(e));
-            }
-        };
+        let (writer, supervisor) = start_threads(&shared, &config, rx.clone(), spool)?;
         let inner = Inner {
             writer_thread: writer.thread().clone(),
             tx,
@@ -319,6 +256,89 @@ impl ClientBuilder {
             client.await_first_connection()?;
         }
         Ok(client)
+    }
+}
+
+/// The settings, checked: each within the range the threads and the kernel take.
+fn checked(mut config: Config) -> Result<Config, BuildError> {
+    config.service_tree_id = validate_service_tree_id(&config.service_tree_id)
+        .map_err(BuildError::ServiceTreeId)?
+        .into();
+    if config.queue_capacity == 0 {
+        return Err(BuildError::Config("queue capacity must be at least 1"));
+    }
+    if config.max_custom_depth > MAX_CUSTOM_DEPTH {
+        return Err(BuildError::Config("max custom depth must be at most 123"));
+    }
+    if config.max_frame_size > u32::MAX as usize {
+        return Err(BuildError::Config("max frame size must fit in 32 bits"));
+    }
+    if config.idle_poll.is_zero() {
+        return Err(BuildError::Config("idle poll interval must be positive"));
+    }
+    check_timeouts(&config)?;
+    if let SendBuffer::Bytes(n) = config.send_buffer {
+        // The kernel takes an int, and doubles it.
+        if n == 0 || n > (i32::MAX / 2) as usize {
+            return Err(BuildError::Config(
+                "send buffer size must be between 1 and 1,073,741,823 bytes",
+            ));
+        }
+    }
+    Ok(config)
+}
+
+fn check_timeouts(config: &Config) -> Result<(), BuildError> {
+    // A send timeout under a microsecond reaches the kernel as zero: block forever.
+    if config.write_timeout < Duration::from_millis(1) {
+        return Err(BuildError::Config("write timeout must be at least 1 ms"));
+    }
+    if config.connect_timeout < Duration::from_millis(1) {
+        return Err(BuildError::Config("connect timeout must be at least 1 ms"));
+    }
+    if config.heartbeat_interval.is_zero() {
+        return Err(BuildError::Config("heartbeat interval must be positive"));
+    }
+    Ok(())
+}
+
+/// Starts the supervisor, then the writer; if the writer cannot start, stops the
+/// supervisor again.
+fn start_threads(
+    shared: &Arc<Link>,
+    config: &Arc<Config>,
+    rx: crossbeam_channel::Receiver<Item>,
+    spool: Option<Spool>,
+) -> Result<Threads, BuildError> {
+    let supervisor = {
+        let (shared, config) = (Arc::clone(shared), Arc::clone(config));
+        Worker::spawn("geneva-audit-supervisor", move || {
+            let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&shared), config));
+            if catch_unwind(run).is_err() {
+                shared.die("the supervisor thread panicked".into());
+            }
+        })
+        .map_err(BuildError::Spawn)?
+    };
+    let writer = {
+        let w = Writer::new(Arc::clone(shared), Arc::clone(config), rx, spool);
+        let shared = Arc::clone(shared);
+        Worker::spawn("geneva-audit-writer", move || {
+            catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
+                // No panic is known to reach here; should one, the client says so
+                // and close counts what the writer held as lost.
+                shared.die("the writer thread panicked".into());
+                Vec::new()
+            })
+        })
+    };
+    match writer {
+        Ok(w) => Ok((w, supervisor)),
+        Err(e) => {
+            shared.advance(Lifecycle::Stopping);
+            let _ = supervisor.wait_until(time::after(Duration::from_secs(1)));
+            Err(BuildError::Spawn(e))
+        }
     }
 }
 
