@@ -181,12 +181,17 @@ impl ClientBuilder {
     /// `dir` sends it first, with its original time. The caller's thread never touches
     /// the disk.
     ///
+    /// The directory is created `0700` and its files `0600`, whatever the umask; a
+    /// directory that exists must belong to the user the client runs as and be writable
+    /// by no one else (its mode is never changed; `0750` is fine).
+    ///
     /// One client per directory: a second one on the same `dir` fails to build with
-    /// [`BuildError::SpoolLocked`]. Any other fault of the spool (the directory cannot be
-    /// made or is a file, permission denied, a spool of a newer format, a full disk) is
-    /// an [`Event::SpoolFailed`](crate::Event::SpoolFailed) notification and a count in
-    /// [`Stats::spool_errors`](crate::Stats::spool_errors), and the client goes on with
-    /// memory alone. With a spool, what the agent did not read is always written again
+    /// [`BuildError::SpoolLocked`]. A directory that cannot be used (it cannot be made or
+    /// read, is a file, is not private, holds a spool of a newer format) fails the build
+    /// with [`BuildError::SpoolUnusable`]. Faults after that (a full disk, an I/O error)
+    /// are an [`Event::SpoolFailed`](crate::Event::SpoolFailed) notification and a count
+    /// in [`Stats::spool_errors`](crate::Stats::spool_errors), and the client goes on
+    /// with memory alone where the spool cannot serve. With a spool, what the agent did not read is always written again
     /// after a failure (as with [`replay_unread`](Self::replay_unread) on). The format
     /// and what a crash can cost are in `docs/SPOOL.md`.
     pub fn spool(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
@@ -342,38 +347,35 @@ fn start_threads(
     }
 }
 
-/// Opens the spool: a lock held by another client fails the build; any other fault is
-/// told and counted, and the client goes on without a spool. What the spool found at
-/// open is told too.
+/// Opens the spool; a directory that cannot be used (held by another client, not
+/// private, a file, a newer format, any error of the file system) fails the build.
+/// What the spool found at open is told.
 fn open_spool(
     settings: &SpoolConfig,
     counters: &Counters,
     notifier: &Notifier,
 ) -> Result<Option<Spool>, BuildError> {
-    match Spool::open(&settings.dir, settings.limit, settings.sync) {
-        Ok((spool, notices)) => {
-            for notice in notices {
-                if matches!(
-                    notice,
-                    SpoolNotice::TornTail { .. } | SpoolNotice::SetAside { .. }
-                ) {
-                    Counters::add(&counters.spool_corrupt, 1);
-                }
-                notifier.publish(Event::Spool(notice));
-            }
-            counters
-                .spool_bytes
-                .store(spool.bytes(), std::sync::atomic::Ordering::Relaxed);
-            Ok(Some(spool))
-        }
-        Err(e @ SpoolError::Locked { .. }) => Err(BuildError::SpoolLocked(e)),
-        Err(e) => {
-            Counters::add(&counters.spool_errors, 1);
-            notifier.publish(Event::SpoolFailed {
+    let (spool, notices) = match Spool::open(&settings.dir, settings.limit, settings.sync) {
+        Ok(opened) => opened,
+        Err(e @ SpoolError::Locked { .. }) => return Err(BuildError::SpoolLocked(e)),
+        Err(error) => {
+            return Err(BuildError::SpoolUnusable {
                 path: settings.dir.clone(),
-                error: format!("{e}; the client goes on without a spool"),
+                error,
             });
-            Ok(None)
         }
+    };
+    for notice in notices {
+        if matches!(
+            notice,
+            SpoolNotice::TornTail { .. } | SpoolNotice::SetAside { .. }
+        ) {
+            Counters::add(&counters.spool_corrupt, 1);
+        }
+        notifier.publish(Event::Spool(notice));
     }
+    counters
+        .spool_bytes
+        .store(spool.bytes(), std::sync::atomic::Ordering::Relaxed);
+    Ok(Some(spool))
 }

@@ -95,7 +95,10 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<(), SpoolError> {
     };
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        // Missing, or a parent is missing or not a directory (creating it says which).
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
             DirBuilder::new()
                 .recursive(true)
                 .mode(DIR_MODE)

@@ -115,10 +115,11 @@ impl std::fmt::Display for SpoolError {
                     "the spool directory {} (owner uid {owner}, mode {mode:04o}) {}: other \
                      users could read, plant or delete audit records in it, so it is not \
                      used and left as it is; give the spool a directory owned by uid {euid} \
-                     that only it can write to (chown {euid} DIR; chmod 0700 DIR), or a path \
-                     that does not exist yet, which the client creates with mode 0700",
+                     that only it can write to (chown {euid} {dir}; chmod 0700 {dir}), or a \
+                     path that does not exist yet, which the client creates with mode 0700",
                     path.display(),
-                    why.join(" and ")
+                    why.join(" and "),
+                    dir = path.display(),
                 )
             }
             SpoolError::NotAFile { path, found } => write!(

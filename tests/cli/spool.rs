@@ -216,3 +216,41 @@ fn the_spool_and_the_unsent_file_are_private_under_a_permissive_umask() {
         assert_eq!(mode(&unsent), 0o600, "--unsent under umask {mask}");
     }
 }
+
+/// A spool directory others can write to is not used: the client is not started, the
+/// run says why and fails, and the records are handed back, not sent without a spool.
+#[test]
+fn send_refuses_a_spool_directory_others_can_write_to() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("cli-spool-open");
+    let socket = dir.socket();
+    let _agent = TestAgent::unix(&socket).unwrap();
+    let spool = dir.0.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let lines: Vec<String> = (0..3).map(|n| valid_line(&format!("op-{n}"))).collect();
+    let out = run(
+        &[
+            "send",
+            "--unix",
+            socket.to_str().unwrap(),
+            "--spool",
+            spool.to_str().unwrap(),
+            "--json",
+        ],
+        input(&lines),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot start the client: cannot use {} as the spool",
+            spool.display()
+        )) && stderr.contains("mode 0777"),
+        "{stderr}"
+    );
+    let summary: Json = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(summary["delivered"], 0, "{summary}");
+    assert_eq!(summary["handed_back"], 3, "{summary}");
+    assert_eq!(mode(&spool), 0o777);
+}

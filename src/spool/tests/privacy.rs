@@ -179,7 +179,7 @@ fn a_directory_others_can_write_to_is_refused_and_left_as_it_is() {
             format!("the spool directory {}", dir.0.display()),
             format!("mode {mode_bits:04o}"),
             format!("can be written by {who}"),
-            "chmod 0700".to_owned(),
+            format!("chmod 0700 {}", dir.0.display()),
             "not used and left as it is".to_owned(),
         ] {
             assert!(text.contains(&part), "{part:?} not in {text}");
@@ -217,7 +217,8 @@ fn a_directory_of_another_user_is_refused_naming_its_owner() {
     );
     let text = e.to_string();
     assert!(
-        text.contains("is owned by uid 65534, not uid 0") && text.contains("chown 0 DIR"),
+        text.contains("is owned by uid 65534, not uid 0")
+            && text.contains(&format!("chown 0 {}", dir.0.display())),
         "{text}"
     );
     assert_eq!(fs::metadata(&dir.0).unwrap().uid(), 65534);
