@@ -6,6 +6,7 @@
 //! when the agent has read them (`Spool::ack`). The format is in `format`; what
 //! opening a directory does with what it finds, in `recover`.
 
+mod batch;
 mod files;
 mod format;
 mod inspect;
@@ -21,6 +22,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // For the writer, once it appends and reads back in batches.
+pub(crate) use batch::{Appended, FrameRead};
 use files::Opened;
 use format::{
     CURSOR_FILE, CURSOR_TMP, FRAME_OVERHEAD, HEADER_LEN, LOCK_FILE, cursor_bytes, frame_prefix,
@@ -75,9 +78,11 @@ pub(crate) struct Spool {
     read: (u64, usize),
     /// Frames read and not yet acknowledged: segment id, start, end.
     unacked: VecDeque<(u64, u64, u64)>,
-    /// A read-ahead of one segment: id, offset of its first byte, the bytes.
+    /// The segment being read back, kept open: its id and file.
     reader: Option<(u64, File)>,
+    /// A read-ahead of the segment being read back, up to [`READ_AHEAD`] bytes.
     buf: Vec<u8>,
+    /// Where `buf` starts: segment id, offset in it.
     buf_at: (u64, u64),
     frames: u64,
     unread: u64,
@@ -88,7 +93,7 @@ pub(crate) struct Spool {
     cursor_dirty: bool,
     /// When the cursor was last written.
     cursor_at: Instant,
-    /// Where a frame is put together with its prefix, to be written in one call.
+    /// Where frames are put together with their prefixes, to be written in one call.
     scratch: Vec<u8>,
     segment_max: u64,
 }
@@ -192,53 +197,10 @@ impl Spool {
     /// Puts one encoded frame at the back. On an error nothing of it is kept, and the
     /// caller keeps the frame. Not synced here: see [`Spool::commit`].
     pub(crate) fn append(&mut self, frame: &[u8]) -> Result<(), SpoolFault> {
-        let size = FRAME_OVERHEAD + frame.len() as u64;
-        if self.bytes + size > self.limit {
-            return Err(SpoolFault::Full { limit: self.limit });
+        match self.append_frames([frame]).fault {
+            None => Ok(()),
+            Some(e) => Err(e),
         }
-        if self
-            .tail
-            .as_ref()
-            .is_some_and(|t| t.len >= self.segment_max)
-        {
-            self.seal_tail()?;
-        }
-        if self.tail.is_none() {
-            let id = self.segments.back().map_or(FIRST_ID, |s| s.id + 1);
-            let file = self.create_segment(id)?;
-            self.tail = Some(Tail {
-                id,
-                file,
-                len: HEADER_LEN,
-            });
-            self.segments.push_back(Segment {
-                id,
-                frames: VecDeque::new(),
-            });
-        }
-        let Some(tail) = self.tail.as_mut() else {
-            return Ok(());
-        };
-        let path = self.dir.join(segment_name(tail.id));
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&frame_prefix(frame));
-        self.scratch.extend_from_slice(frame);
-        let written = tail.file.write_all_at(&self.scratch, tail.len);
-        if let Err(e) = written {
-            // Nothing half-written stays: the file ends at its last whole frame.
-            let _ = tail.file.set_len(tail.len);
-            return Err(fault(&path, "append to the spool segment")(e));
-        }
-        let start = tail.len;
-        tail.len += size;
-        if let Some(seg) = self.segments.back_mut() {
-            seg.frames.push_back((start, tail.len));
-        }
-        self.frames += 1;
-        self.unread += 1;
-        self.bytes += size;
-        self.dirty_since.get_or_insert_with(Instant::now);
-        Ok(())
     }
 
     /// Ends a batch of appends: under [`SpoolSync::Always`], syncs them now, so what the
@@ -403,19 +365,8 @@ impl Spool {
 
     /// The next frame not read yet, in order.
     pub(crate) fn next_frame(&mut self) -> Result<Option<SpooledFrame<'_>>, SpoolFault> {
-        let (mut id, mut index) = self.read;
-        let (start, end) = loop {
-            let Some(seg) = self.segments.iter().find(|s| s.id >= id) else {
-                return Ok(None);
-            };
-            if seg.id != id {
-                (id, index) = (seg.id, 0);
-            }
-            match seg.frames.get(index) {
-                Some(&f) => break f,
-                None if self.tail.as_ref().is_some_and(|t| t.id == id) => return Ok(None),
-                None => (id, index) = (id + 1, 0),
-            }
+        let Some((id, index, (start, end))) = self.next_position() else {
+            return Ok(None);
         };
         self.read = (id, index + 1);
         self.unacked.push_back((id, start, end));
@@ -424,6 +375,25 @@ impl Spool {
         let range = self.load(id, start, end)?;
         let bytes = self.buf.get(range).unwrap_or_default();
         Ok(Some(SpooledFrame { bytes, inherited }))
+    }
+
+    /// Where the next frame not read yet is: its segment, its index there, and its
+    /// bytes' range (prefix included).
+    fn next_position(&self) -> Option<(u64, usize, (u64, u64))> {
+        let (mut id, mut index) = self.read;
+        loop {
+            // The segments are in id order: the first at or after the read position.
+            let at = self.segments.partition_point(|s| s.id < id);
+            let seg = self.segments.get(at)?;
+            if seg.id != id {
+                (id, index) = (seg.id, 0);
+            }
+            match seg.frames.get(index) {
+                Some(&f) => return Some((id, index, f)),
+                None if self.tail.as_ref().is_some_and(|t| t.id == id) => return None,
+                None => (id, index) = (id + 1, 0),
+            }
+        }
     }
 
     /// Makes sure `buf` holds bytes `start..end` of segment `id`; returns where the

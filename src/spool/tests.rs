@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::format::{FRAME_OVERHEAD, HEADER_LEN, segment_name};
 use super::*;
 
+mod batch;
 mod privacy;
 
 /// One test at a time: a child process started by one test holds, until it execs, a
