@@ -71,7 +71,11 @@ pub(crate) fn scan(
         }
     }
     ids.sort_unstable();
-    let cursor = read_file(&dir.join(CURSOR_FILE), repair, &mut notices)?
+    // A cursor that cannot be read is ignored, like one that does not check out: that
+    // can only send delivered frames again.
+    let cursor = read_file(&dir.join(CURSOR_FILE), repair, &mut notices)
+        .ok()
+        .flatten()
         .map(|b| read_cursor(&b))
         .unwrap_or_default();
     let mut segments = Vec::with_capacity(ids.len());
