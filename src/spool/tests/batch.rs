@@ -1,6 +1,7 @@
 //! Appending a batch as one write per segment, and reading back a write's worth of
 //! payloads into reused buffers: on real files, with a torn write, a flipped byte, the
-//! limit, a full disk and a segment boundary in the middle of a batch.
+//! limit, a full disk and a segment boundary in the middle of a batch; the writes counted
+//! by the kernel (`/proc/thread-self/io`).
 
 use std::fs;
 use std::process::Command;
@@ -19,6 +20,15 @@ fn slices(frames: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> {
 
 fn size(frames: &[Vec<u8>]) -> u64 {
     frames.iter().map(|f| FRAME_OVERHEAD + f.len() as u64).sum()
+}
+
+/// Write calls this thread has made (`write`, `pwrite` and their kin), from the kernel.
+fn writes_by_this_thread() -> u64 {
+    let io = fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
 }
 
 /// Reads everything back with `read_frames`, `max` bytes at a time, through the same
@@ -56,7 +66,10 @@ fn a_batch_is_one_write_and_comes_back_a_write_at_a_time() {
     let dir = Dir::new("batch");
     let (mut spool, _) = open(&dir.0);
     let frames = batch(0, 300);
+    let before = writes_by_this_thread();
     let appended = spool.append_frames(slices(&frames));
+    // The new segment's header, then the batch: two writes for 300 frames.
+    assert_eq!(writes_by_this_thread() - before, 2);
     assert_eq!(appended.frames, 300);
     assert!(appended.fault.is_none(), "{:?}", appended.fault);
     assert_eq!((spool.frames(), spool.unread()), (300, 300));
@@ -101,7 +114,10 @@ fn a_batch_crossing_a_segment_boundary_goes_on_in_the_next_segment() {
     let first = batch(0, 100);
     assert_eq!(spool.append_frames(slices(&first)).frames, 100);
     let second = batch(100, 800);
+    let before = writes_by_this_thread();
     let appended = spool.append_frames(slices(&second));
+    // One write in the first segment, the next segment's header, one write in it.
+    assert_eq!(writes_by_this_thread() - before, 3);
     assert_eq!(appended.frames, 700);
     assert!(appended.fault.is_none());
     spool.commit().unwrap();
