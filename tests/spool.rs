@@ -460,31 +460,84 @@ fn a_damaged_spool_sends_its_good_frames_and_names_the_file_it_set_aside() {
     assert_consecutive(&first[good as usize..], 50, 60);
 }
 
+/// Builds a client on `spool`, which must fail with `SpoolUnusable` naming it; returns
+/// the error's text.
+fn unusable(dir: &TempDir, spool: &std::path::Path) -> String {
+    let built = builder().unix_socket(dir.socket()).spool(spool).build();
+    match built {
+        Err(e @ geneva_audit::BuildError::SpoolUnusable { .. }) => {
+            let geneva_audit::BuildError::SpoolUnusable { path, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(path, spool);
+            assert!(std::error::Error::source(&e).is_some());
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("cannot use {} as the spool: ", spool.display())),
+                "{text}"
+            );
+            text
+        }
+        Ok(_) => panic!("a client was built on {}", spool.display()),
+        Err(e) => panic!("expected SpoolUnusable, got {e:?}"),
+    }
+}
+
 #[test]
-fn a_spool_that_cannot_be_opened_is_told_and_the_client_goes_on_in_memory() {
+fn a_spool_directory_that_cannot_be_used_fails_the_build_naming_it() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = TempDir::new("spool-unusable");
-    // A file where the directory should be.
-    let not_a_dir = dir.0.join("spool");
-    std::fs::write(&not_a_dir, b"x").unwrap();
-    let agent = TestAgent::unix(dir.socket()).unwrap();
-    let client = builder()
-        .unix_socket(dir.socket())
-        .spool(&not_a_dir)
-        .build()
-        .unwrap();
-    let failed = client
-        .notifications()
-        .try_iter()
-        .find_map(|n| match n.event {
-            geneva_audit::Event::SpoolFailed { path, error } => Some((path, error)),
-            _ => None,
-        })
-        .expect("SpoolFailed");
-    assert_eq!(failed.0, not_a_dir);
-    assert!(failed.1.contains("not a directory"), "{}", failed.1);
-    send_range(&client, 0, 100);
-    client.flush(PATIENCE).unwrap();
-    let report = client.close(PATIENCE);
-    assert_eq!((report.delivered, report.stats.spool_errors), (100, 1));
-    wait_until("every record decoded", || agent.frames().len() >= 100);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+
+    // A file where the directory should be: left as it is.
+    let file = dir.0.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let text = unusable(&dir, &file);
+    assert!(text.contains("is not a directory"), "{text}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+
+    // A directory that cannot be made: its parent is a file.
+    let under_file = file.join("spool");
+    let text = unusable(&dir, &under_file);
+    assert!(
+        text.contains("cannot create the spool directory") && text.contains("Not a directory"),
+        "{text}"
+    );
+
+    // Others can write to it: refused and not changed.
+    let open_to_all = dir.0.join("open");
+    std::fs::create_dir(&open_to_all).unwrap();
+    std::fs::set_permissions(&open_to_all, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let text = unusable(&dir, &open_to_all);
+    assert!(
+        text.contains("mode 0777") && text.contains("can be written by every user"),
+        "{text}"
+    );
+    assert_eq!(mode(&open_to_all), 0o777);
+    assert_eq!(std::fs::read_dir(&open_to_all).unwrap().count(), 0);
+
+    // Another user's (the tests run as root, to chown it).
+    let others = dir.0.join("others");
+    std::fs::create_dir(&others).unwrap();
+    std::fs::set_permissions(&others, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&others, Some(65534), None)
+        .expect("chown needs root: this test runs as root");
+    let text = unusable(&dir, &others);
+    assert!(text.contains("is owned by uid 65534"), "{text}");
+    assert_eq!(std::fs::metadata(&others).unwrap().uid(), 65534);
+
+    // A spool of a newer format: left as it is.
+    let newer = dir.0.join("newer");
+    std::fs::create_dir(&newer).unwrap();
+    std::fs::set_permissions(&newer, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut header = b"GAUDSPL\0".to_vec();
+    header.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
+    let segment = newer.join("0000000100000000.seg");
+    std::fs::write(&segment, &header).unwrap();
+    let text = unusable(&dir, &newer);
+    assert!(
+        text.contains("format version 2") && text.contains(&segment.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&segment).unwrap(), header);
 }

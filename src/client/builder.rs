@@ -8,11 +8,12 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
-use super::{BuildError, Client, Inner};
+use super::{BuildError, Client, Inner, Threads};
 use crate::backoff::Backoff;
 use crate::config::{Config, DEFAULT_SPOOL_LIMIT, SendBuffer, SpoolConfig};
 use crate::link::{Lifecycle, Link};
 use crate::notify::{Event, Notifier};
+use crate::queue::Item;
 use crate::spool::{Spool, SpoolError, SpoolNotice, SpoolSync};
 use crate::stats::Counters;
 use crate::supervisor;
@@ -180,12 +181,17 @@ impl ClientBuilder {
     /// `dir` sends it first, with its original time. The caller's thread never touches
     /// the disk.
     ///
+    /// The directory is created `0700` and its files `0600`, whatever the umask; a
+    /// directory that exists must belong to the user the client runs as and be writable
+    /// by no one else (its mode is never changed; `0750` is fine).
+    ///
     /// One client per directory: a second one on the same `dir` fails to build with
-    /// [`BuildError::SpoolLocked`]. Any other fault of the spool (the directory cannot be
-    /// made or is a file, permission denied, a spool of a newer format, a full disk) is
-    /// an [`Event::SpoolFailed`](crate::Event::SpoolFailed) notification and a count in
-    /// [`Stats::spool_errors`](crate::Stats::spool_errors), and the client goes on with
-    /// memory alone. With a spool, what the agent did not read is always written again
+    /// [`BuildError::SpoolLocked`]. A directory that cannot be used (it cannot be made or
+    /// read, is a file, is not private, holds a spool of a newer format) fails the build
+    /// with [`BuildError::SpoolUnusable`]. Faults after that (a full disk, an I/O error)
+    /// are an [`Event::SpoolFailed`](crate::Event::SpoolFailed) notification and a count
+    /// in [`Stats::spool_errors`](crate::Stats::spool_errors), and the client goes on
+    /// with memory alone where the spool cannot serve. With a spool, what the agent did not read is always written again
     /// after a failure (as with [`replay_unread`](Self::replay_unread) on). The format
     /// and what a crash can cost are in `docs/SPOOL.md`.
     pub fn spool(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
@@ -219,41 +225,7 @@ impl ClientBuilder {
 
     /// Starts the writer and supervisor threads.
     pub fn build(self) -> Result<Client, BuildError> {
-        let mut config = self.config;
-        config.service_tree_id = validate_service_tree_id(&config.service_tree_id)
-            .map_err(BuildError::ServiceTreeId)?
-            .into();
-        if config.queue_capacity == 0 {
-            return Err(BuildError::Config("queue capacity must be at least 1"));
-        }
-        if config.max_custom_depth > MAX_CUSTOM_DEPTH {
-            return Err(BuildError::Config("max custom depth must be at most 123"));
-        }
-        if config.max_frame_size > u32::MAX as usize {
-            return Err(BuildError::Config("max frame size must fit in 32 bits"));
-        }
-        if config.idle_poll.is_zero() {
-            return Err(BuildError::Config("idle poll interval must be positive"));
-        }
-        // A send timeout under a microsecond reaches the kernel as zero: block forever.
-        if config.write_timeout < Duration::from_millis(1) {
-            return Err(BuildError::Config("write timeout must be at least 1 ms"));
-        }
-        if config.connect_timeout < Duration::from_millis(1) {
-            return Err(BuildError::Config("connect timeout must be at least 1 ms"));
-        }
-        if config.heartbeat_interval.is_zero() {
-            return Err(BuildError::Config("heartbeat interval must be positive"));
-        }
-        if let SendBuffer::Bytes(n) = config.send_buffer {
-            // The kernel takes an int, and doubles it.
-            if n == 0 || n > (i32::MAX / 2) as usize {
-                return Err(BuildError::Config(
-                    "send buffer size must be between 1 and 1,073,741,823 bytes",
-                ));
-            }
-        }
-        let config = Arc::new(config);
+        let config = Arc::new(checked(self.config)?);
         let counters = Arc::new(Counters::default());
         let notifier = Notifier::new(config.notification_capacity, Arc::clone(&counters));
         let notifications = notifier.receiver();
@@ -268,37 +240,7 @@ impl ClientBuilder {
             config.write_timeout,
         ));
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
-
-        let supervisor = {
-            let (shared, config) = (Arc::clone(&shared), Arc::clone(&config));
-            Worker::spawn("geneva-audit-supervisor", move || {
-                let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&shared), config));
-                if catch_unwind(run).is_err() {
-                    shared.die("the supervisor thread panicked".into());
-                }
-            })
-            .map_err(BuildError::Spawn)?
-        };
-        let writer = {
-            let w = Writer::new(Arc::clone(&shared), Arc::clone(&config), rx.clone(), spool);
-            let shared = Arc::clone(&shared);
-            Worker::spawn("geneva-audit-writer", move || {
-                catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
-                    // No panic is known to reach here; should one, the client says so
-                    // and close counts what the writer held as lost.
-                    shared.die("the writer thread panicked".into());
-                    Default::default()
-                })
-            })
-        };
-        let writer = match writer {
-            Ok(w) => w,
-            Err(e) => {
-                shared.advance(Lifecycle::Stopping);
-                let _ = supervisor.wait_until(time::after(Duration::from_secs(1)));
-                return Err(BuildError::Spawn(e));
-            }
-        };
+        let (writer, supervisor) = start_threads(&shared, &config, rx.clone(), spool)?;
         let inner = Inner {
             writer_thread: writer.thread().clone(),
             tx,
@@ -322,38 +264,118 @@ impl ClientBuilder {
     }
 }
 
-/// Opens the spool: a lock held by another client fails the build; any other fault is
-/// told and counted, and the client goes on without a spool. What the spool found at
-/// open is told too.
+/// The settings, checked: each within the range the threads and the kernel take.
+fn checked(mut config: Config) -> Result<Config, BuildError> {
+    config.service_tree_id = validate_service_tree_id(&config.service_tree_id)
+        .map_err(BuildError::ServiceTreeId)?
+        .into();
+    if config.queue_capacity == 0 {
+        return Err(BuildError::Config("queue capacity must be at least 1"));
+    }
+    if config.max_custom_depth > MAX_CUSTOM_DEPTH {
+        return Err(BuildError::Config("max custom depth must be at most 123"));
+    }
+    if config.max_frame_size > u32::MAX as usize {
+        return Err(BuildError::Config("max frame size must fit in 32 bits"));
+    }
+    if config.idle_poll.is_zero() {
+        return Err(BuildError::Config("idle poll interval must be positive"));
+    }
+    check_timeouts(&config)?;
+    if let SendBuffer::Bytes(n) = config.send_buffer {
+        // The kernel takes an int, and doubles it.
+        if n == 0 || n > (i32::MAX / 2) as usize {
+            return Err(BuildError::Config(
+                "send buffer size must be between 1 and 1,073,741,823 bytes",
+            ));
+        }
+    }
+    Ok(config)
+}
+
+fn check_timeouts(config: &Config) -> Result<(), BuildError> {
+    // A send timeout under a microsecond reaches the kernel as zero: block forever.
+    if config.write_timeout < Duration::from_millis(1) {
+        return Err(BuildError::Config("write timeout must be at least 1 ms"));
+    }
+    if config.connect_timeout < Duration::from_millis(1) {
+        return Err(BuildError::Config("connect timeout must be at least 1 ms"));
+    }
+    if config.heartbeat_interval.is_zero() {
+        return Err(BuildError::Config("heartbeat interval must be positive"));
+    }
+    Ok(())
+}
+
+/// Starts the supervisor, then the writer; if the writer cannot start, stops the
+/// supervisor again.
+fn start_threads(
+    shared: &Arc<Link>,
+    config: &Arc<Config>,
+    rx: crossbeam_channel::Receiver<Item>,
+    spool: Option<Spool>,
+) -> Result<Threads, BuildError> {
+    let supervisor = {
+        let (shared, config) = (Arc::clone(shared), Arc::clone(config));
+        Worker::spawn("geneva-audit-supervisor", move || {
+            let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&shared), config));
+            if catch_unwind(run).is_err() {
+                shared.die("the supervisor thread panicked".into());
+            }
+        })
+        .map_err(BuildError::Spawn)?
+    };
+    let writer = {
+        let w = Writer::new(Arc::clone(shared), Arc::clone(config), rx, spool);
+        let shared = Arc::clone(shared);
+        Worker::spawn("geneva-audit-writer", move || {
+            catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
+                // No panic is known to reach here; should one, the client says so
+                // and close counts what the writer held as lost.
+                shared.die("the writer thread panicked".into());
+                Default::default()
+            })
+        })
+    };
+    match writer {
+        Ok(w) => Ok((w, supervisor)),
+        Err(e) => {
+            shared.advance(Lifecycle::Stopping);
+            let _ = supervisor.wait_until(time::after(Duration::from_secs(1)));
+            Err(BuildError::Spawn(e))
+        }
+    }
+}
+
+/// Opens the spool; a directory that cannot be used (held by another client, not
+/// private, a file, a newer format, any error of the file system) fails the build.
+/// What the spool found at open is told.
 fn open_spool(
     settings: &SpoolConfig,
     counters: &Counters,
     notifier: &Notifier,
 ) -> Result<Option<Spool>, BuildError> {
-    match Spool::open(&settings.dir, settings.limit, settings.sync) {
-        Ok((spool, notices)) => {
-            for notice in notices {
-                if matches!(
-                    notice,
-                    SpoolNotice::TornTail { .. } | SpoolNotice::SetAside { .. }
-                ) {
-                    Counters::add(&counters.spool_corrupt, 1);
-                }
-                notifier.publish(Event::Spool(notice));
-            }
-            counters
-                .spool_bytes
-                .store(spool.bytes(), std::sync::atomic::Ordering::Relaxed);
-            Ok(Some(spool))
-        }
-        Err(e @ SpoolError::Locked { .. }) => Err(BuildError::SpoolLocked(e)),
-        Err(e) => {
-            Counters::add(&counters.spool_errors, 1);
-            notifier.publish(Event::SpoolFailed {
+    let (spool, notices) = match Spool::open(&settings.dir, settings.limit, settings.sync) {
+        Ok(opened) => opened,
+        Err(e @ SpoolError::Locked { .. }) => return Err(BuildError::SpoolLocked(e)),
+        Err(error) => {
+            return Err(BuildError::SpoolUnusable {
                 path: settings.dir.clone(),
-                error: format!("{e}; the client goes on without a spool"),
+                error,
             });
-            Ok(None)
         }
+    };
+    for notice in notices {
+        if matches!(
+            notice,
+            SpoolNotice::TornTail { .. } | SpoolNotice::SetAside { .. }
+        ) {
+            Counters::add(&counters.spool_corrupt, 1);
+        }
+        notifier.publish(Event::Spool(notice));
     }
+    counters
+        .spool_bytes
+        .store(spool.bytes(), std::sync::atomic::Ordering::Relaxed);
+    Ok(Some(spool))
 }

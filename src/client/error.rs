@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 
 use crate::record::Record;
 use crate::spool::SpoolError;
@@ -179,6 +180,16 @@ pub enum BuildError {
     /// The spool's directory is in use by another client (its lock is held): two
     /// clients on one spool would send each other's records.
     SpoolLocked(SpoolError),
+    /// The spool's directory cannot be used: it cannot be created or read, is a file,
+    /// is not private to the user the client runs as ([`SpoolError::NotPrivate`]), or
+    /// holds a spool of a newer format. A service that asked for a spool hears at once
+    /// that it has none, instead of running on memory alone.
+    SpoolUnusable {
+        /// The spool directory, as given to [`ClientBuilder::spool`](crate::ClientBuilder::spool).
+        path: PathBuf,
+        /// Why, with the file or directory at fault.
+        error: SpoolError,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -195,6 +206,9 @@ impl fmt::Display for BuildError {
                 "could not connect to the agent at {destination}: {source}"
             ),
             BuildError::SpoolLocked(e) => write!(f, "{e}"),
+            BuildError::SpoolUnusable { path, error } => {
+                write!(f, "cannot use {} as the spool: {error}", path.display())
+            }
         }
     }
 }
@@ -205,7 +219,7 @@ impl std::error::Error for BuildError {
             BuildError::ServiceTreeId(e) => Some(e),
             BuildError::Spawn(e) | BuildError::Connect { source: e, .. } => Some(e),
             BuildError::Config(_) => None,
-            BuildError::SpoolLocked(e) => Some(e),
+            BuildError::SpoolLocked(e) | BuildError::SpoolUnusable { error: e, .. } => Some(e),
         }
     }
 }

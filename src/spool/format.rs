@@ -38,8 +38,10 @@ const CURSOR_CRC: usize = 4;
 pub(crate) const LOCK_FILE: &str = "lock";
 pub(crate) const CURSOR_FILE: &str = "cursor";
 pub(crate) const CURSOR_TMP: &str = "cursor.tmp";
-/// What a file set aside gets after its name, with the time.
+/// What a damaged file set aside gets after its name, with the time.
 pub(crate) const ASIDE_MARK: &str = ".corrupt-";
+/// What something that is not a regular file, found under a spool name, gets after it.
+pub(crate) const FOREIGN_MARK: &str = ".foreign-";
 
 /// A segment's header.
 pub(crate) fn header() -> [u8; HEADER_LEN as usize] {
@@ -173,9 +175,9 @@ pub(crate) fn read_cursor(bytes: &[u8]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Where a damaged file is moved: its name with `.corrupt-<unix seconds>`, never over
-/// another file.
-pub(crate) fn aside_path(path: &Path) -> std::path::PathBuf {
+/// Where a file set aside is moved: its name with `mark` (`.corrupt-`, `.foreign-`) and
+/// the unix seconds, never over another file (nor over a symbolic link).
+pub(crate) fn aside_path(path: &Path, mark: &str) -> std::path::PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -189,8 +191,8 @@ pub(crate) fn aside_path(path: &Path) -> std::path::PathBuf {
         } else {
             format!(".{n}")
         };
-        let candidate = path.with_file_name(format!("{name}{ASIDE_MARK}{secs}{suffix}"));
-        if !candidate.exists() {
+        let candidate = path.with_file_name(format!("{name}{mark}{secs}{suffix}"));
+        if candidate.symlink_metadata().is_err() {
             return candidate;
         }
         n += 1;

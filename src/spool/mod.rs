@@ -6,6 +6,8 @@
 //! when the agent has read them (`Spool::ack`). The format is in `format`; what
 //! opening a directory does with what it finds, in `recover`.
 
+mod batch;
+mod files;
 mod format;
 mod inspect;
 mod recover;
@@ -14,12 +16,15 @@ mod report;
 mod tests;
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // For the writer, once it appends and reads back in batches.
+pub(crate) use batch::{Appended, FrameRead};
+use files::Opened;
 use format::{
     CURSOR_FILE, CURSOR_TMP, FRAME_OVERHEAD, HEADER_LEN, LOCK_FILE, cursor_bytes, frame_prefix,
     header, segment_name,
@@ -73,9 +78,11 @@ pub(crate) struct Spool {
     read: (u64, usize),
     /// Frames read and not yet acknowledged: segment id, start, end.
     unacked: VecDeque<(u64, u64, u64)>,
-    /// A read-ahead of one segment: id, offset of its first byte, the bytes.
+    /// The segment being read back, kept open: its id and file.
     reader: Option<(u64, File)>,
+    /// A read-ahead of the segment being read back, up to [`READ_AHEAD`] bytes.
     buf: Vec<u8>,
+    /// Where `buf` starts: segment id, offset in it.
     buf_at: (u64, u64),
     frames: u64,
     unread: u64,
@@ -86,7 +93,7 @@ pub(crate) struct Spool {
     cursor_dirty: bool,
     /// When the cursor was last written.
     cursor_at: Instant,
-    /// Where a frame is put together with its prefix, to be written in one call.
+    /// Where frames are put together with their prefixes, to be written in one call.
     scratch: Vec<u8>,
     segment_max: u64,
 }
@@ -99,11 +106,6 @@ impl Spool {
         limit: u64,
         sync: SpoolSync,
     ) -> Result<(Spool, Vec<SpoolNotice>), SpoolError> {
-        if dir.exists() && !dir.is_dir() {
-            return Err(SpoolError::NotADirectory {
-                path: dir.to_path_buf(),
-            });
-        }
         let io = |op| {
             move |source| SpoolError::Io {
                 path: dir.to_path_buf(),
@@ -111,13 +113,18 @@ impl Spool {
                 source,
             }
         };
-        fs::create_dir_all(dir).map_err(io("create the spool directory"))?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))
-            .map_err(io("open the lock file of"))?;
+        files::prepare_dir(dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = match files::open_regular(&lock_path, true, true) {
+            Ok(Opened::File(file)) => file,
+            Ok(Opened::NotAFile(found)) => {
+                return Err(SpoolError::NotAFile {
+                    path: lock_path,
+                    found,
+                });
+            }
+            Err(e) => return Err(io("open the lock file of")(e)),
+        };
         match try_lock(&lock) {
             Ok(true) => {}
             Ok(false) => {
@@ -172,12 +179,8 @@ impl Spool {
     /// A new segment file with its header, synced into the directory per the policy.
     fn create_segment(&self, id: u64) -> Result<File, SpoolFault> {
         let path = self.path_of(id);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .read(true)
-            .open(&path)
-            .map_err(fault(&path, "create the spool segment"))?;
+        let mut file =
+            files::create_new(&path).map_err(fault(&path, "create the spool segment"))?;
         if let Err(e) = file.write_all(&header()) {
             let _ = fs::remove_file(&path);
             return Err(fault(&path, "write the header of")(e));
@@ -194,53 +197,10 @@ impl Spool {
     /// Puts one encoded frame at the back. On an error nothing of it is kept, and the
     /// caller keeps the frame. Not synced here: see [`Spool::commit`].
     pub(crate) fn append(&mut self, frame: &[u8]) -> Result<(), SpoolFault> {
-        let size = FRAME_OVERHEAD + frame.len() as u64;
-        if self.bytes + size > self.limit {
-            return Err(SpoolFault::Full { limit: self.limit });
+        match self.append_frames([frame]).fault {
+            None => Ok(()),
+            Some(e) => Err(e),
         }
-        if self
-            .tail
-            .as_ref()
-            .is_some_and(|t| t.len >= self.segment_max)
-        {
-            self.seal_tail()?;
-        }
-        if self.tail.is_none() {
-            let id = self.segments.back().map_or(FIRST_ID, |s| s.id + 1);
-            let file = self.create_segment(id)?;
-            self.tail = Some(Tail {
-                id,
-                file,
-                len: HEADER_LEN,
-            });
-            self.segments.push_back(Segment {
-                id,
-                frames: VecDeque::new(),
-            });
-        }
-        let Some(tail) = self.tail.as_mut() else {
-            return Ok(());
-        };
-        let path = self.dir.join(segment_name(tail.id));
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&frame_prefix(frame));
-        self.scratch.extend_from_slice(frame);
-        let written = tail.file.write_all_at(&self.scratch, tail.len);
-        if let Err(e) = written {
-            // Nothing half-written stays: the file ends at its last whole frame.
-            let _ = tail.file.set_len(tail.len);
-            return Err(fault(&path, "append to the spool segment")(e));
-        }
-        let start = tail.len;
-        tail.len += size;
-        if let Some(seg) = self.segments.back_mut() {
-            seg.frames.push_back((start, tail.len));
-        }
-        self.frames += 1;
-        self.unread += 1;
-        self.bytes += size;
-        self.dirty_since.get_or_insert_with(Instant::now);
-        Ok(())
     }
 
     /// Ends a batch of appends: under [`SpoolSync::Always`], syncs them now, so what the
@@ -387,7 +347,14 @@ impl Spool {
             return Ok(());
         }
         let tmp = self.dir.join(CURSOR_TMP);
-        let mut file = File::create(&tmp).map_err(fault(&tmp, "write the spool cursor"))?;
+        // Whatever has that name goes first (a link planted there is removed, never
+        // followed); then the file is made anew, 0600.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fault(&tmp, "remove the old spool cursor")(e)),
+        }
+        let mut file = files::create_new(&tmp).map_err(fault(&tmp, "write the spool cursor"))?;
         file.write_all(&cursor_bytes(&entries))
             .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
             .map_err(fault(&tmp, "write the spool cursor"))?;
@@ -398,19 +365,8 @@ impl Spool {
 
     /// The next frame not read yet, in order.
     pub(crate) fn next_frame(&mut self) -> Result<Option<SpooledFrame<'_>>, SpoolFault> {
-        let (mut id, mut index) = self.read;
-        let (start, end) = loop {
-            let Some(seg) = self.segments.iter().find(|s| s.id >= id) else {
-                return Ok(None);
-            };
-            if seg.id != id {
-                (id, index) = (seg.id, 0);
-            }
-            match seg.frames.get(index) {
-                Some(&f) => break f,
-                None if self.tail.as_ref().is_some_and(|t| t.id == id) => return Ok(None),
-                None => (id, index) = (id + 1, 0),
-            }
+        let Some((id, index, (start, end))) = self.next_position() else {
+            return Ok(None);
         };
         self.read = (id, index + 1);
         self.unacked.push_back((id, start, end));
@@ -419,6 +375,25 @@ impl Spool {
         let range = self.load(id, start, end)?;
         let bytes = self.buf.get(range).unwrap_or_default();
         Ok(Some(SpooledFrame { bytes, inherited }))
+    }
+
+    /// Where the next frame not read yet is: its segment, its index there, and its
+    /// bytes' range (prefix included).
+    fn next_position(&self) -> Option<(u64, usize, (u64, u64))> {
+        let (mut id, mut index) = self.read;
+        loop {
+            // The segments are in id order: the first at or after the read position.
+            let at = self.segments.partition_point(|s| s.id < id);
+            let seg = self.segments.get(at)?;
+            if seg.id != id {
+                (id, index) = (seg.id, 0);
+            }
+            match seg.frames.get(index) {
+                Some(&f) => return Some((id, index, f)),
+                None if self.tail.as_ref().is_some_and(|t| t.id == id) => return None,
+                None => (id, index) = (id + 1, 0),
+            }
+        }
     }
 
     /// Makes sure `buf` holds bytes `start..end` of segment `id`; returns where the
@@ -434,7 +409,15 @@ impl Spool {
         if !held {
             let path = self.path_of(id);
             if self.reader.as_ref().is_none_or(|r| r.0 != id) {
-                let file = File::open(&path).map_err(fault(&path, "open the spool segment"))?;
+                let file = match files::open_regular(&path, false, false) {
+                    Ok(Opened::File(file)) => file,
+                    Ok(Opened::NotAFile(found)) => {
+                        return Err(fault(&path, "read the spool segment")(io::Error::other(
+                            format!("it is now {found}, not a regular file"),
+                        )));
+                    }
+                    Err(e) => return Err(fault(&path, "open the spool segment")(e)),
+                };
                 self.reader = Some((id, file));
             }
             let Some((_, file)) = &self.reader else {

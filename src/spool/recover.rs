@@ -1,14 +1,17 @@
 //! What a spool directory holds when it is opened: every segment read and checked, a
 //! torn tail cut, a damaged file set aside (renamed, never deleted) with its good frames
-//! kept, strangers' files named and left alone.
+//! kept, strangers' files named and left alone, and anything but a regular file under a
+//! segment's or the cursor's name renamed aside unread (a planted symbolic link is never
+//! followed).
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::files::{self, Opened};
 use super::format::{
-    CURSOR_FILE, FRAME_OVERHEAD, Found, HEADER_LEN, Header, aside_path, frame_at, header, is_ours,
-    read_cursor, read_header, segment_id, segment_name,
+    ASIDE_MARK, CURSOR_FILE, FOREIGN_MARK, FRAME_OVERHEAD, Found, HEADER_LEN, Header, aside_path,
+    frame_at, header, is_ours, read_cursor, read_header, segment_id, segment_name,
 };
 use super::{SpoolError, SpoolNotice};
 
@@ -51,20 +54,37 @@ pub(crate) fn scan(
         let entry = entry.map_err(io_error(dir, "read the spool directory"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         match segment_id(&name) {
-            Some(id) => ids.push(id),
+            Some(id) => {
+                // Not even opened unless it is a regular file (a device could answer).
+                let kind = entry
+                    .file_type()
+                    .map_err(io_error(&entry.path(), "look at a spool segment"))?;
+                if kind.is_file() {
+                    ids.push(id);
+                } else {
+                    let found = files::describe_kind(kind);
+                    set_aside_strange(&entry.path(), found, repair, &mut notices)?;
+                }
+            }
             None if is_ours(&name) => {}
             None => notices.push(SpoolNotice::Foreign { path: entry.path() }),
         }
     }
     ids.sort_unstable();
-    let cursor = fs::read(dir.join(CURSOR_FILE))
+    // A cursor that cannot be read is ignored, like one that does not check out: that
+    // can only send delivered frames again.
+    let cursor = read_file(&dir.join(CURSOR_FILE), repair, &mut notices)
+        .ok()
+        .flatten()
         .map(|b| read_cursor(&b))
         .unwrap_or_default();
     let mut segments = Vec::with_capacity(ids.len());
     let last = ids.last().copied();
     for id in ids {
         let path = dir.join(segment_name(id));
-        let bytes = fs::read(&path).map_err(io_error(&path, "read a spool segment"))?;
+        let Some(bytes) = read_file(&path, repair, &mut notices)? else {
+            continue;
+        };
         let Some(mut found) = check(&path, id, &bytes, Some(id) == last, repair, &mut notices)?
         else {
             continue;
@@ -92,6 +112,49 @@ pub(crate) fn scan(
         notices.push(SpoolNotice::Recovered { frames, bytes });
     }
     Ok(Scan { segments, notices })
+}
+
+/// The bytes of a spool file, if it is a regular file. Anything else under its name
+/// (a symbolic link, a FIFO) is not read: it is renamed aside (with `repair`) and told.
+/// A missing file is `None` too.
+fn read_file(
+    path: &Path,
+    repair: bool,
+    notices: &mut Vec<SpoolNotice>,
+) -> Result<Option<Vec<u8>>, SpoolError> {
+    let mut file = match files::open_regular(path, false, false) {
+        Ok(Opened::File(file)) => file,
+        Ok(Opened::NotAFile(found)) => {
+            set_aside_strange(path, found, repair, notices)?;
+            return Ok(None);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(path, "open a spool file")(e)),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(io_error(path, "read a spool file"))?;
+    Ok(Some(bytes))
+}
+
+/// Renames aside what is not a regular file under a spool name (the rename moves a
+/// symbolic link itself, never what it points to).
+fn set_aside_strange(
+    path: &Path,
+    found: &'static str,
+    repair: bool,
+    notices: &mut Vec<SpoolNotice>,
+) -> Result<(), SpoolError> {
+    let moved_to = aside_path(path, FOREIGN_MARK);
+    if repair {
+        fs::rename(path, &moved_to).map_err(io_error(path, "set aside a foreign file at"))?;
+    }
+    notices.push(SpoolNotice::NotAFile {
+        path: path.to_path_buf(),
+        found,
+        moved_to,
+    });
+    Ok(())
 }
 
 /// Checks one segment; repairs it when asked. `None`: nothing of it is kept.
@@ -135,7 +198,7 @@ fn check(
             Found::Cut if last => {
                 let cut = (bytes.len() - at) as u64;
                 if repair {
-                    let file = fs::OpenOptions::new()
+                    let file = files::options()
                         .write(true)
                         .open(path)
                         .map_err(io_error(path, "open a torn segment"))?;
@@ -180,11 +243,11 @@ fn set_aside(
     reason: String,
     notices: &mut Vec<SpoolNotice>,
 ) -> Result<(), SpoolError> {
-    let moved_to: PathBuf = aside_path(path);
+    let moved_to: PathBuf = aside_path(path, ASIDE_MARK);
     if repair {
         fs::rename(path, &moved_to).map_err(io_error(path, "set a damaged segment aside"))?;
         if !good.is_empty() {
-            let mut file = fs::File::create(path).map_err(io_error(path, "rewrite a segment"))?;
+            let mut file = files::create_new(path).map_err(io_error(path, "rewrite a segment"))?;
             file.write_all(&header())
                 .and_then(|()| file.write_all(good))
                 .and_then(|()| file.sync_all())

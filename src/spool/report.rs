@@ -41,6 +41,27 @@ pub enum SpoolError {
         /// The path.
         path: PathBuf,
     },
+    /// The directory is not private to the user running the client: owned by another
+    /// user, or writable by its group or by every user. Its records could be read,
+    /// planted, replaced or deleted by others; it was used for nothing and not changed.
+    NotPrivate {
+        /// The spool directory.
+        path: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+        /// Its permission bits (`0o777`, say).
+        mode: u32,
+        /// The user id the process runs as.
+        euid: u32,
+    },
+    /// One of the spool's own files (its lock) is not a regular file: a symbolic link, say.
+    /// It was neither followed nor changed.
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead ("a symbolic link").
+        found: &'static str,
+    },
     /// A segment was written by a newer version of this crate; nothing was changed.
     NewerVersion {
         /// The segment.
@@ -72,6 +93,41 @@ impl std::fmt::Display for SpoolError {
             SpoolError::NotADirectory { path } => {
                 write!(f, "the spool {} is not a directory", path.display())
             }
+            SpoolError::NotPrivate {
+                path,
+                owner,
+                mode,
+                euid,
+            } => {
+                let mut why = Vec::new();
+                if owner != euid {
+                    why.push(format!(
+                        "is owned by uid {owner}, not uid {euid} that the client runs as"
+                    ));
+                }
+                if mode & 0o002 != 0 {
+                    why.push("can be written by every user".to_owned());
+                } else if mode & 0o020 != 0 {
+                    why.push("can be written by its group".to_owned());
+                }
+                write!(
+                    f,
+                    "the spool directory {} (owner uid {owner}, mode {mode:04o}) {}: other \
+                     users could read, plant or delete audit records in it, so it is not \
+                     used and left as it is; give the spool a directory owned by uid {euid} \
+                     that only it can write to (chown {euid} {dir}; chmod 0700 {dir}), or a \
+                     path that does not exist yet, which the client creates with mode 0700",
+                    path.display(),
+                    why.join(" and "),
+                    dir = path.display(),
+                )
+            }
+            SpoolError::NotAFile { path, found } => write!(
+                f,
+                "the spool file {} is {found}, not a regular file; it was not followed \
+                 and is left as it is: remove it to use the spool",
+                path.display()
+            ),
             SpoolError::NewerVersion {
                 path,
                 found,
@@ -143,6 +199,16 @@ pub enum SpoolNotice {
         /// The file.
         path: PathBuf,
     },
+    /// Something that is not a regular file (a symbolic link, say) under the name of a
+    /// segment or of the cursor: renamed aside as a foreign file, never followed nor read.
+    NotAFile {
+        /// Its name in the spool.
+        path: PathBuf,
+        /// What it is ("a symbolic link").
+        found: &'static str,
+        /// Its new name.
+        moved_to: PathBuf,
+    },
 }
 
 impl std::fmt::Display for SpoolNotice {
@@ -176,6 +242,17 @@ impl std::fmt::Display for SpoolNotice {
             SpoolNotice::Foreign { path } => {
                 write!(f, "{} is not a spool file; left alone", path.display())
             }
+            SpoolNotice::NotAFile {
+                path,
+                found,
+                moved_to,
+            } => write!(
+                f,
+                "the spool file {} is {found}, not a regular file: not followed, and \
+                 moved to {}",
+                path.display(),
+                moved_to.display()
+            ),
         }
     }
 }

@@ -10,6 +10,9 @@ use std::time::Instant;
 use super::format::{FRAME_OVERHEAD, HEADER_LEN, segment_name};
 use super::*;
 
+mod batch;
+mod privacy;
+
 /// One test at a time: a child process started by one test holds, until it execs, a
 /// copy of every descriptor of this process, the lock of a spool another test has
 /// just closed included, which that test would then find still locked.
@@ -319,7 +322,7 @@ fn a_read_only_directory_is_an_error_naming_it() {
         let dir = Dir::new("ro");
         fs::create_dir_all(&dir.0).unwrap();
         let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=64k,ro", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", "size=64k,ro,mode=0700", "tmpfs"])
             .arg(&dir.0)
             .status();
         if !mounted.is_ok_and(|s| s.success()) {
@@ -353,7 +356,7 @@ fn a_full_disk_refuses_the_frame_and_leaves_every_frame_before_it_whole() {
     let dir = Dir::new("full");
     fs::create_dir_all(&dir.0).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
         .arg(&dir.0)
         .status();
     if !mounted.is_ok_and(|s| s.success()) {

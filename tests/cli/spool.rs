@@ -136,3 +136,121 @@ fn a_damaged_spool_is_named_and_counted_in_the_summary() {
     let name = segment.file_name().unwrap().to_str().unwrap();
     assert!(stderr.contains(name), "{stderr}");
 }
+
+/// Runs the command under a umask of `mask`, set by the shell that execs it.
+fn run_with_umask(mask: &str, args: &[&str], stdin: Vec<u8>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
+        .arg(crate::BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sh");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&stdin);
+    });
+    let out = child.wait_with_output().expect("wait for geneva-audit");
+    writer.join().expect("stdin writer");
+    out
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The spool and the --unsent file hold caller identities and addresses: private to
+/// the user whatever the umask.
+#[test]
+fn the_spool_and_the_unsent_file_are_private_under_a_permissive_umask() {
+    for mask in ["022", "000"] {
+        let dir = TempDir::new("cli-spool-private");
+        let socket = dir.socket();
+        let spool = dir.0.join("spool");
+        let unsent = dir.0.join("unsent.jsonl");
+        let lines: Vec<String> = (0..5).map(|n| valid_line(&format!("op-{n}"))).collect();
+        let out = run_with_umask(
+            mask,
+            &[
+                "send",
+                "--unix",
+                socket.to_str().unwrap(),
+                "--spool",
+                spool.to_str().unwrap(),
+                "--unsent",
+                unsent.to_str().unwrap(),
+                "--timeout",
+                "1",
+                "--json",
+            ],
+            input(&lines),
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let summary: Json = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+        assert_eq!(summary["spooled"], 5, "{summary}");
+        assert_eq!(mode(&spool), 0o700, "the spool under umask {mask}");
+        let files: Vec<_> = std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(
+            files
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "seg")),
+            "{files:?}"
+        );
+        for file in files {
+            assert_eq!(mode(&file), 0o600, "{} under umask {mask}", file.display());
+        }
+        assert_eq!(mode(&unsent), 0o600, "--unsent under umask {mask}");
+    }
+}
+
+/// A spool directory others can write to is not used: the client is not started, the
+/// run says why and fails, and the records are handed back, not sent without a spool.
+#[test]
+fn send_refuses_a_spool_directory_others_can_write_to() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("cli-spool-open");
+    let socket = dir.socket();
+    let _agent = TestAgent::unix(&socket).unwrap();
+    let spool = dir.0.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let lines: Vec<String> = (0..3).map(|n| valid_line(&format!("op-{n}"))).collect();
+    let out = run(
+        &[
+            "send",
+            "--unix",
+            socket.to_str().unwrap(),
+            "--spool",
+            spool.to_str().unwrap(),
+            "--json",
+        ],
+        input(&lines),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot start the client: cannot use {} as the spool",
+            spool.display()
+        )) && stderr.contains("mode 0777"),
+        "{stderr}"
+    );
+    let summary: Json = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(summary["delivered"], 0, "{summary}");
+    assert_eq!(summary["handed_back"], 3, "{summary}");
+    assert_eq!(mode(&spool), 0o777);
+}

@@ -20,9 +20,21 @@ use crate::summary::Summary;
 /// How long one wait on the client lasts before progress and the timeout are looked at.
 const SLICE: Duration = Duration::from_millis(200);
 
+/// The `--unsent` file: it holds the same records as the spool, so it is created 0600
+/// whatever the umask (a file that exists keeps the mode its owner gave it).
+fn create_private(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
 pub fn run(args: &SendArgs) -> ExitCode {
     let unsent_file = match &args.unsent {
-        Some(path) => match File::create(path) {
+        Some(path) => match create_private(path) {
             Ok(file) => Some(file),
             Err(e) => {
                 eprintln!("geneva-audit: cannot create {}: {e}", path.display());
