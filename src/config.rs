@@ -55,8 +55,8 @@ pub(crate) enum SendBuffer {
 ///
 /// With the kernel's usual 208 KiB, a writer that outpaces the agent for a moment blocks
 /// until the agent has read three quarters of it (Linux wakes a Unix socket's writer only
-/// then), and writer and agent take turns instead of running side by side. README's
-/// benchmark section has the figures.
+/// then), and writer and agent take turns instead of running side by side. The figures
+/// are in docs/PERFORMANCE.md, Throughput, under "Send buffer".
 pub(crate) const DEFAULT_UNIX_SEND_BUFFER: usize = 1 << 20;
 
 impl SendBuffer {

@@ -344,7 +344,8 @@ impl MemorySink {
 
     /// From now on closing a connection to the sink blocks until [`MemorySink::heal`],
     /// as closes of a bad host-mounted socket can. The client closes broken connections
-    /// on threads of its own; when too many of them hang, it declares itself dead.
+    /// on a thread of their own; a close that has hung for longer than the write timeout
+    /// makes the client declare itself dead; how many closes wait does not count.
     pub fn hang_closes(&self) {
         self.inner.0.lock().closes_hang = true;
     }
