@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use socket2::{Domain, SockAddr, Socket, TcpKeepalive, Type};
 
-use crate::config::SendBuffer;
+use crate::send_buffer::SendBuffer;
 
 /// The agent's socket on hosts with the ASA layout.
 pub const ASA_SOCKET_PATH: &str = "/var/run/mdsd/asa/default_fluent.socket";
@@ -388,7 +388,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{Connection, Transport};
-    use crate::config::SendBuffer;
+    use crate::send_buffer::SendBuffer;
 
     /// Whether a child process inherits descriptor `fd` (it does unless close-on-exec).
     fn inherited_by_a_child(fd: i32) -> bool {
