@@ -1,12 +1,18 @@
-//! Bounds on a frame's size, from its string lengths, taken before it is written; and
-//! its exact size, measured by the same walk that writes it.
+//! Bounds on a frame's size, from its string lengths, taken before it is written (its
+//! exact size is measured by the walk that writes it: [`encoded_len`](crate::encoded_len)).
 
-use super::*;
+use super::wire::{
+    CALLER_ACCESS_LEVELS, CALLER_AGENT, CALLER_IDENTITIES, CALLER_IP_ADDRESS, CLUSTER, CUSTOM_DATA,
+    DATA_CENTER, DESCRIPTION, ENV_IKEY, IDENTITY_ENTRY, NAME_ENTRY, OPERATION_ACCESS_LEVEL,
+    OPERATION_CATEGORIES, OPERATION_CATEGORY_DESCRIPTION, OPERATION_NAME,
+    OPERATION_RESULT_DESCRIPTION, OPTIONS, REGION, TARGET_RESOURCES,
+};
+use crate::record::{Record, Text, Value};
 
 /// The longest header of a string, bin, array or map.
 pub(super) const H: usize = 5;
 
-/// The most any padded write (a [`Padded`] entry or the address block) copies beyond
+/// The most any padded write (a [`Padded`](super::wire::Padded) entry or the address block) copies beyond
 /// the bytes that count.
 pub(super) const SLACK: usize = 32;
 
@@ -101,18 +107,7 @@ pub(super) fn record_room(service_tree_id: &str, r: &Record) -> usize {
 }
 
 /// An upper bound of the size of `record`'s frame, from the lengths of its strings:
-/// cheaper than [`encoded_len`] (no IP formatting, no grouping), and never below it.
+/// cheaper than [`encoded_len`](crate::encoded_len) (no IP formatting, no grouping), and never below it.
 pub fn encoded_len_bound(service_tree_id: &str, record: &Record) -> usize {
     record_room(service_tree_id, record)
-}
-
-/// The exact size in bytes of the frame of `record` under `service_tree_id`, computed
-/// without encoding or allocating.
-pub fn encoded_len(service_tree_id: &str, record: &Record) -> usize {
-    let frame = RecordFrame {
-        service_tree_id,
-        ts: 0,
-        record,
-    };
-    frame.write(Count(0)).0
 }
