@@ -5,7 +5,7 @@ use super::batch::Batch;
 use super::frame::{Frame, RecordFrame, append};
 use super::heartbeat::{Heartbeat, HeartbeatFrame};
 use super::out::Count;
-use super::room::{SLACK, record_room};
+use super::size_bound::{SLACK, record_bound};
 use crate::record::Record;
 
 /// Appends a record's frame to `buf`. The caller has validated the record.
@@ -22,20 +22,20 @@ pub(crate) fn append_record(
 ) -> bool {
     append_record_in(
         buf,
-        record_room(service_tree_id, record),
+        record_bound(service_tree_id, record),
         service_tree_id,
         ts,
         record,
     )
 }
 
-/// [`append_record`] with the room already known:
+/// [`append_record`] with the frame's size bound already known:
 /// [`encoded_len_bound`](crate::encoded_len_bound) or the exact size, as the client's
 /// `try_send` measured it on the caller's thread.
 #[must_use]
 pub(crate) fn append_record_in(
     buf: &mut Batch,
-    room: usize,
+    bound: usize,
     service_tree_id: &str,
     ts: i64,
     record: &Record,
@@ -45,7 +45,7 @@ pub(crate) fn append_record_in(
         ts,
         record,
     };
-    append(buf, room, &frame)
+    append(buf, bound, &frame)
 }
 
 /// Appends a heartbeat frame to `buf`. Heartbeats are rare: their room is their

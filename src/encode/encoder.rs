@@ -5,7 +5,7 @@ use super::batch::Batch;
 use super::frame::{Frame, append, encoded_len};
 use super::heartbeat::{DiagnosticFrame, Heartbeat};
 use super::out::Count;
-use super::room::SLACK;
+use super::size_bound::SLACK;
 use crate::record::{Record, Text};
 use crate::validate::ValidationError;
 

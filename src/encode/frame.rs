@@ -5,7 +5,7 @@
 use super::batch::Batch;
 use super::ip::write_ip;
 use super::out::{Count, Cursor, Out};
-use super::room::SLACK;
+use super::size_bound::SLACK;
 use super::value::write_map;
 use super::wire::{
     CALLER_ACCESS_LEVELS, CALLER_AGENT, CALLER_IDENTITIES, CALLER_IP_ADDRESS, CATEGORY_NAMES,

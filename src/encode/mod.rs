@@ -20,7 +20,7 @@ mod heartbeat;
 mod ip;
 mod ipv4;
 mod out;
-mod room;
+mod size_bound;
 #[cfg(test)]
 mod tests;
 mod value;
@@ -31,4 +31,4 @@ pub(crate) use batch::Batch;
 pub use encoder::Encoder;
 pub use frame::encoded_len;
 pub use heartbeat::Heartbeat;
-pub use room::encoded_len_bound;
+pub use size_bound::encoded_len_bound;
