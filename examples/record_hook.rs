@@ -58,7 +58,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         record.custom("Deployment", "westeurope-2")
     });
 
-    let record = Record::data_plane()
+    // A per-request template: cloning it is cheap.
+    let template = Record::data_plane()
         .caller_ip("203.0.113.42".parse()?)
         .add_caller_identity(
             CallerIdentityType::Upn,
@@ -69,11 +70,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .add_target_resource("SubscriptionId", "4bb12743-2418-427f-92ae-96a11a4044fe")
         .add_caller_access_level("Contributor")
         .operation_access_level("Contributor")
-        .operation_name("ListStorageAccounts")
         .caller_agent("azure-cli/2.61.0")
-        .operation_type(OperationType::Read)
         .operation_result(OperationResult::Success);
-    match audit.try_send(record) {
+
+    let listed = template
+        .clone()
+        .operation_name("ListStorageAccounts")
+        .operation_type(OperationType::Read);
+    match audit.try_send(listed) {
         Ok(()) => {}
         // The hook has run once already; the record handed back carries its change.
         Err(SendError::QueueFull(record)) => audit
@@ -82,24 +86,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(e) => return Err(e.into()),
     }
     // Through the wrapper, with its own deadline.
-    audit.send_timeout(
-        Record::control_plane()
-            .caller_ip("203.0.113.42".parse()?)
-            .add_caller_identity(
-                CallerIdentityType::Upn,
-                "alice@contoso.com",
-                "signed-in user",
-            )
-            .add_operation_category(OperationCategory::ResourceManagement)
-            .add_target_resource("SubscriptionId", "4bb12743-2418-427f-92ae-96a11a4044fe")
-            .add_caller_access_level("Owner")
-            .operation_access_level("Owner")
-            .operation_name("DeleteStorageAccount")
-            .caller_agent("azure-cli/2.61.0")
-            .operation_type(OperationType::Delete)
-            .operation_result(OperationResult::Success),
-        Duration::from_millis(100),
-    )?;
+    let read = template
+        .operation_name("GetStorageAccount")
+        .operation_type(OperationType::Read);
+    audit.send_timeout(read, Duration::from_millis(100))?;
 
     let report = audit.client().close(Duration::from_secs(5));
     // Two records and the heartbeat that follows the first record on a connection.
