@@ -22,15 +22,15 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(1);
 
 /// The supervisor's loop: connect when the writer wants a connection, back off after
 /// failures, stop when told.
-pub(crate) fn run(shared: Arc<Link>, config: Arc<Config>) {
-    let mut supervisor = Supervisor::new(shared, config);
+pub(crate) fn run(link: Arc<Link>, config: Arc<Config>) {
+    let mut supervisor = Supervisor::new(link, config);
     while supervisor.wait_until_wanted() && supervisor.connect() {}
     supervisor.let_go_unused();
 }
 
 /// What the supervisor remembers from one connection attempt to the next.
 struct Supervisor {
-    shared: Arc<Link>,
+    link: Arc<Link>,
     config: Arc<Config>,
     backoff: BackoffState,
     /// Backoff waits end early when the agent's socket appears.
@@ -41,11 +41,11 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn new(shared: Arc<Link>, config: Arc<Config>) -> Supervisor {
+    fn new(link: Arc<Link>, config: Arc<Config>) -> Supervisor {
         let backoff = BackoffState::new(config.backoff);
-        let watch = Watch::new(&config.transport, &shared);
+        let watch = Watch::new(&config.transport, &link);
         Supervisor {
-            shared,
+            link,
             config,
             backoff,
             watch,
@@ -57,11 +57,11 @@ impl Supervisor {
     /// Waits until the writer wants a connection, backing off first if the one handed
     /// over last failed before carrying anything. False once the client is stopping.
     fn wait_until_wanted(&mut self) -> bool {
-        let shared = &self.shared;
-        let mut st = shared.lock();
+        let link = &self.link;
+        let mut st = link.lock();
         let needed = |st: &LinkState| st.want && st.ready.is_none();
         while !st.lifecycle.stopping() && !needed(&st) {
-            shared.cond.wait(&mut st);
+            link.cond.wait(&mut st);
         }
         if st.lifecycle.stopping() {
             return false;
@@ -87,7 +87,7 @@ impl Supervisor {
     /// Waits until `until`, the agent's socket appears, or the client stops.
     fn wait_out(&self, st: &mut MutexGuard<'_, LinkState>, until: Instant) {
         while !st.lifecycle.stopping() {
-            if self.watch.wait(&self.shared, st, until) {
+            if self.watch.wait(&self.link, st, until) {
                 break;
             }
         }
@@ -113,33 +113,33 @@ impl Supervisor {
     }
 
     fn hand_over(&mut self, conn: Connection, destination: String) -> bool {
-        let shared = &self.shared;
-        Counters::add(&shared.counters.connects, 1);
+        let link = &self.link;
+        Counters::add(&link.counters.connects, 1);
         // Said before the writer can have the connection, so that its `WriteFailed`
         // never comes before this.
-        shared.notifier.publish(Event::Connected {
+        link.notifier.publish(Event::Connected {
             destination,
             reconnect: self.connected_before,
         });
         self.connected_before = true;
-        let mut st = shared.lock();
+        let mut st = link.lock();
         if st.lifecycle.stopping() {
             drop(st);
-            shared.let_go(conn, None);
+            link.let_go(conn, None);
             return false;
         }
         st.ready = Some(conn);
         st.last_error = None;
-        shared.cond.notify_all();
+        link.cond.notify_all();
         self.handed_over = Some(Instant::now());
         true
     }
 
     fn back_off(&mut self, e: &io::Error, destination: String) {
-        let shared = &self.shared;
-        Counters::add(&shared.counters.connect_failures, 1);
+        let link = &self.link;
+        Counters::add(&link.counters.connect_failures, 1);
         let retry_in = self.backoff.next_delay();
-        shared.notifier.publish(Event::ConnectFailed {
+        link.notifier.publish(Event::ConnectFailed {
             destination,
             kind: e.kind(),
             error: e.to_string(),
@@ -147,17 +147,17 @@ impl Supervisor {
             retry_in,
         });
         let until = crate::time::after(retry_in);
-        let mut st = shared.lock();
+        let mut st = link.lock();
         st.last_error = Some((e.kind(), e.to_string()));
-        shared.cond.notify_all();
+        link.cond.notify_all();
         self.wait_out(&mut st, until);
     }
 
     /// A connection made but not yet taken by the writer is closed with the client.
     fn let_go_unused(&self) {
-        let ready = self.shared.lock().ready.take();
+        let ready = self.link.lock().ready.take();
         if let Some(conn) = ready {
-            self.shared.let_go(conn, None);
+            self.link.let_go(conn, None);
         }
     }
 }
