@@ -1,7 +1,7 @@
 //! Encoding golden's `bench_record` (a typical ~1 KB frame): our encoder against
 //! rmp-serde on a serde struct of the same wire shape, plus `encoded_len` and `validate`.
 //!
-//! `CARGO_TARGET_DIR=/work/target-a cargo bench --bench encode -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench --bench encode -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 

@@ -23,7 +23,7 @@
 //!   clock's own floor, and a bare crossbeam channel with an idle consumer (no code of
 //!   this crate).
 //!
-//! `CARGO_TARGET_DIR=/work/target-c cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::io::{Read, Write};

@@ -133,6 +133,8 @@ mod record;
 #[cfg(unix)]
 mod room;
 #[cfg(unix)]
+mod send_buffer;
+#[cfg(unix)]
 pub mod spool;
 #[cfg(unix)]
 mod stats;

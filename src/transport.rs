@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use socket2::{Domain, SockAddr, Socket, TcpKeepalive, Type};
 
-use crate::config::SendBuffer;
+use crate::send_buffer::SendBuffer;
 
 /// The agent's socket on hosts with the ASA layout.
 pub const ASA_SOCKET_PATH: &str = "/var/run/mdsd/asa/default_fluent.socket";
@@ -369,7 +369,8 @@ impl MemorySink {
 
     /// From now on closing a connection to the sink blocks until [`MemorySink::heal`],
     /// as closes of a bad host-mounted socket can. The client closes broken connections
-    /// on threads of its own; when too many of them hang, it declares itself dead.
+    /// on a thread of their own; a close that has hung for longer than the write timeout
+    /// makes the client declare itself dead; how many closes wait does not count.
     pub fn hang_closes(&self) {
         self.inner.0.lock().closes_hang = true;
     }
@@ -412,7 +413,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{Connection, Transport};
-    use crate::config::SendBuffer;
+    use crate::send_buffer::SendBuffer;
 
     /// Whether a child process inherits descriptor `fd` (it does unless close-on-exec).
     fn inherited_by_a_child(fd: i32) -> bool {

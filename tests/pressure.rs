@@ -1,4 +1,4 @@
-//! The client on a starved machine (issue 17): processes the test starts keep every core
+//! The client on a starved machine: processes the test starts keep every core
 //! busy while the agent drops the connection again and again. A busy machine whose agent
 //! restarts is the ordinary case in production: the client must neither give up nor
 //! lose a record, and must leave no descriptor or thread behind.
@@ -17,7 +17,7 @@ use geneva_audit::agent::TestAgent;
 const PRESSURE_FOR: &str = "120";
 
 /// Processes that spin on every core until dropped (or `PRESSURE_FOR` seconds pass):
-/// the shell loops of the issue's reproduction. (Spinning threads of this process
+/// shell loops (`while :; do :; done`), a process each. (Spinning threads of this process
 /// starve the client's threads less: the scheduler shares the cores among them.)
 struct Pressure {
     spinners: Vec<Child>,

@@ -5,8 +5,9 @@ use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use super::serve::{bind_tcp, bind_unix, remove_if_same, spawn_listener};
-use super::server::{Close, Endpoint, Listener, TestAgent};
+use super::listen::{bind_tcp, bind_unix, remove_if_same, spawn_listener};
+use super::server::{Endpoint, TestAgent};
+use super::state::{Close, Listener};
 
 impl TestAgent {
     /// Stops reading from every connection, present and future, until

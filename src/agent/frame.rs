@@ -188,17 +188,34 @@ fn check_shape(value: Value) -> Result<(String, i64, Value, Value), String> {
     let Ok([tag, entries, options]) = <[Value; 3]>::try_from(top) else {
         return Err("a frame must be an array of 3".into());
     };
-    let tag = match tag {
-        Value::String(s) => s
-            .into_str()
-            .ok_or_else(|| String::from("the tag is not valid UTF-8"))?,
+    let tag = check_tag(tag)?;
+    let (ts, body) = check_entries(entries)?;
+    let options = match options {
+        Value::Map(entries) => Value::Map(entries),
         other => {
             return Err(format!(
-                "the tag must be a string, found {}",
+                "the options must be a map, found {}",
                 describe(&other)
             ));
         }
     };
+    Ok((tag, ts, body, options))
+}
+
+fn check_tag(tag: Value) -> Result<String, String> {
+    match tag {
+        Value::String(s) => s
+            .into_str()
+            .ok_or_else(|| String::from("the tag is not valid UTF-8")),
+        other => Err(format!(
+            "the tag must be a string, found {}",
+            describe(&other)
+        )),
+    }
+}
+
+/// `[[time, record]]`: exactly one entry.
+fn check_entries(entries: Value) -> Result<(i64, Value), String> {
     let entry = match entries {
         Value::Array(items) if items.len() == 1 => items.into_iter().next(),
         other => {
@@ -221,19 +238,25 @@ fn check_shape(value: Value) -> Result<(String, i64, Value, Value), String> {
         }
         None => return Err("the entries must hold 1 entry".into()),
     };
-    let ts = match ts {
+    Ok((check_ts(ts)?, check_body(body)?))
+}
+
+fn check_ts(ts: Option<Value>) -> Result<i64, String> {
+    match ts {
         Some(Value::Integer(n)) => n
             .as_i64()
-            .ok_or_else(|| format!("the time stamp {n} does not fit in an i64"))?,
-        Some(other) => {
-            return Err(format!(
-                "the time stamp must be an integer, found {}",
-                describe(&other)
-            ));
-        }
-        None => return Err("the entry has no time stamp".into()),
-    };
-    let body = match body {
+            .ok_or_else(|| format!("the time stamp {n} does not fit in an i64")),
+        Some(other) => Err(format!(
+            "the time stamp must be an integer, found {}",
+            describe(&other)
+        )),
+        None => Err("the entry has no time stamp".into()),
+    }
+}
+
+/// A map with string keys, each once.
+fn check_body(body: Option<Value>) -> Result<Value, String> {
+    match body {
         Some(Value::Map(entries)) => {
             let mut seen = std::collections::HashSet::new();
             for (key, _) in &entries {
@@ -244,26 +267,14 @@ fn check_shape(value: Value) -> Result<(String, i64, Value, Value), String> {
                     return Err(format!("the record has the key {key:?} twice"));
                 }
             }
-            Value::Map(entries)
+            Ok(Value::Map(entries))
         }
-        Some(other) => {
-            return Err(format!(
-                "the record must be a map, found {}",
-                describe(&other)
-            ));
-        }
-        None => return Err("the entry has no record".into()),
-    };
-    let options = match options {
-        Value::Map(entries) => Value::Map(entries),
-        other => {
-            return Err(format!(
-                "the options must be a map, found {}",
-                describe(&other)
-            ));
-        }
-    };
-    Ok((tag, ts, body, options))
+        Some(other) => Err(format!(
+            "the record must be a map, found {}",
+            describe(&other)
+        )),
+        None => Err("the entry has no record".into()),
+    }
 }
 
 /// Every string in the tree must be UTF-8; `path` says where we are, for the message.

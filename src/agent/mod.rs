@@ -58,9 +58,11 @@
 
 mod faults;
 mod frame;
-mod serve;
+mod listen;
+mod read;
 mod server;
 mod splitter;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -68,8 +70,9 @@ mod tests;
 pub use rmpv;
 
 pub use frame::{FrameError, FrameErrorKind, ReceivedFrame};
-pub use server::{Endpoint, Status, TestAgent, TestAgentBuilder, Timeout};
+pub use server::{Endpoint, TestAgent, TestAgentBuilder, Timeout};
 pub use splitter::{FrameSplitter, decode_frame};
+pub use state::Status;
 
 /// The largest frame the agent accepts unless told otherwise: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;

@@ -5,7 +5,7 @@ use std::io;
 use proptest::prelude::*;
 use rmpv::Value;
 
-use super::serve::READER_STACK;
+use super::read::READER_STACK;
 use super::splitter::{Scan, Scanner};
 use super::*;
 

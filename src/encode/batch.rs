@@ -1,7 +1,7 @@
 //! The buffer frames are appended to. It is reused from frame to frame, and the bytes
 //! past its end stay initialized, so a frame is written into its room without
-//! zero-filling it first. (Zero-filling the room was a quarter of the encoder's time in
-//! the writer's profile; safe code cannot write into a vector's spare capacity.)
+//! zero-filling it first, which safe code could not avoid in a vector's spare capacity
+//! (docs/PERFORMANCE.md has what zero-filling cost).
 
 use std::fmt;
 

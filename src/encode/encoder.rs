@@ -1,6 +1,13 @@
 //! The public [`Encoder`]: frames one at a time, for tools and tests.
 
-use super::*;
+use super::append::{append_heartbeat, append_record};
+use super::batch::Batch;
+use super::frame::{Frame, append, encoded_len};
+use super::heartbeat::{DiagnosticFrame, Heartbeat};
+use super::out::Count;
+use super::size_bound::SLACK;
+use crate::record::{Record, Text};
+use crate::validate::ValidationError;
 
 /// Encodes frames into a buffer it owns and reuses: after the buffer has grown to the
 /// largest frame, encoding allocates nothing.

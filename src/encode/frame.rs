@@ -2,7 +2,20 @@
 //! frame is put into a batch: measured, written into its room, or written again once
 //! the batch has grown.
 
-use super::*;
+use super::batch::Batch;
+use super::ip::write_ip;
+use super::out::{Count, Cursor, Out};
+use super::size_bound::SLACK;
+use super::value::write_map;
+use super::wire::{
+    CALLER_ACCESS_LEVELS, CALLER_AGENT, CALLER_IDENTITIES, CALLER_IP_ADDRESS, CATEGORY_NAMES,
+    CLUSTER, CUSTOM_DATA, DATA_CENTER, DESCRIPTION, ENV_IKEY, IDENTITY_ENTRY, IDENTITY_TYPE_NAMES,
+    NAME_ENTRY, OPERATION_ACCESS_LEVEL, OPERATION_CATEGORIES, OPERATION_CATEGORY_DESCRIPTION,
+    OPERATION_NAME, OPERATION_RESULT_DESCRIPTION, OPERATION_RESULT_FIELDS, OPERATION_TYPE_FIELDS,
+    OPTIONS, REGION, TARGET_RESOURCES, head,
+};
+use crate::kinds::MessageKind;
+use crate::record::Record;
 
 #[inline(always)]
 pub(super) fn write_body<O: Out>(mut out: O, service_tree_id: &str, r: &Record) -> O {
@@ -116,6 +129,17 @@ impl Frame for RecordFrame<'_> {
             write_body(o, self.service_tree_id, self.record)
         })
     }
+}
+
+/// The exact size in bytes of the frame of `record` under `service_tree_id`, computed
+/// without encoding or allocating.
+pub fn encoded_len(service_tree_id: &str, record: &Record) -> usize {
+    let frame = RecordFrame {
+        service_tree_id,
+        ts: 0,
+        record,
+    };
+    frame.write(Count(0)).0
 }
 
 /// Writes `frame` into the `room` bytes after the end of `b` and keeps what it used;

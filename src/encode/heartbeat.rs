@@ -1,6 +1,10 @@
 //! Heartbeat and diagnostic frames.
 
-use super::*;
+use super::frame::{Frame, write_frame};
+use super::out::Out;
+use super::wire::{ASM_AUDIT_SERVICE_ID, AUDIT_VERSION, DESTINATION, LANGUAGE, OS_VERSION};
+use crate::kinds::MessageKind;
+use crate::record::Text;
 
 /// The body of a heartbeat frame: five strings describing the client.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::ip::ipv4_fixstr;
+use super::ipv4::ipv4_fixstr;
 use super::wire::Padded;
 
 /// Where a frame goes: a buffer that receives bytes, or a counter that only measures.
@@ -52,7 +52,7 @@ pub(super) fn rmp_bytes<T, E>(
     (bytes, (9 - left).min(9))
 }
 
-/// Writes a frame front to back into a region of the frame buffer (see [`append`]; the
+/// Writes a frame front to back into a region of the frame buffer (see [`append`](super::frame::append); the
 /// region may hold stale bytes, and every write fills each byte it moves past). A write that does not fit, which the size bound rules out, writes
 /// nothing and empties the cursor, so that nothing after it is written either.
 ///

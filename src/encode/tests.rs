@@ -1,7 +1,20 @@
-use super::*;
-use crate::kinds::{CallerIdentityType, OperationCategory, OperationResult, OperationType};
 use std::net::{IpAddr, Ipv4Addr};
+
 use strum::IntoEnumIterator;
+
+use super::append::append_record;
+use super::batch::Batch;
+use super::frame::{RecordFrame, append, encoded_len, fill};
+use super::ip::write_ip;
+use super::out::{Count, Cursor, Out, copy_text};
+use super::size_bound::{SLACK, record_bound};
+use super::wire::{
+    CATEGORY_NAMES, DESCRIPTION, HEAD_DP, IDENTITY_ENTRY, IDENTITY_TYPE_NAMES, NAME_ENTRY,
+    OPERATION_CATEGORY_DESCRIPTION, OPERATION_RESULT, OPERATION_RESULT_FIELDS, OPERATION_TYPE,
+    OPERATION_TYPE_FIELDS, OPTIONS, Padded,
+};
+use crate::kinds::{CallerIdentityType, OperationCategory, OperationResult, OperationType};
+use crate::record::{Record, Text, Value};
 
 /// The bytes `f` writes through a cursor.
 fn written(f: impl FnOnce(&mut Cursor<'_>)) -> Vec<u8> {
@@ -238,7 +251,7 @@ fn room_bounds_the_frame_with_its_slack() {
     ];
     for r in &records {
         let exact = encoded_len("sid", r);
-        assert!(record_room("sid", r) >= exact + SLACK);
+        assert!(record_bound("sid", r) >= exact + SLACK);
     }
 }
 

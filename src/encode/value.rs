@@ -1,6 +1,7 @@
 //! Custom-data values: scalars, arrays and maps, written recursively.
 
-use super::*;
+use super::out::Out;
+use crate::record::{Text, Value};
 
 // The writers below are in line in optimised builds and out of line in debug builds,
 // where every inlined local keeps its own stack slot: in line, they made each level of

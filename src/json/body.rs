@@ -80,89 +80,18 @@ pub(super) fn parse_record(
         let path = root.key(&key);
         let path = &path;
         match key.as_str() {
-            "env_ikey" => {
-                service_tree_id = match opt_string(v, path)? {
-                    Some(id) if !id.is_empty() => {
-                        let canonical = validate_service_tree_id(&id).map_err(|error| {
-                            JsonError::ServiceTreeId {
-                                field: path.render(),
-                                error,
-                            }
-                        })?;
-                        Some(canonical)
-                    }
-                    _ => None,
-                }
-            }
-            "CallerIpAddress" => {
-                if let Some(s) = opt_string(v, path)? {
-                    // An empty address is an unset one.
-                    if !s.is_empty() {
-                        let (ip, zone) = parse_ip(&s, path)?;
-                        r.caller_ip = Some(ip);
-                        r.caller_ip_zone = zone.map_or(Text::Borrowed(""), Text::Owned);
-                    }
-                }
-            }
-            "CallerIdentities" => {
-                for (type_name, list) in opt_object(v, path)?.unwrap_or_default() {
-                    let tpath = path.key(&type_name);
-                    let kind = parse_enum(
-                        &Json::String(type_name.clone()),
-                        &tpath,
-                        CallerIdentityType::from_repr,
-                    )
-                    .or_else(|e| match type_name.parse::<u8>() {
-                        // Keys are always strings; allow the number in one too.
-                        Ok(n) => CallerIdentityType::from_repr(n).ok_or(e),
-                        Err(_) => Err(e),
-                    })?;
-                    let entries = opt_array(list, &tpath)?;
-                    if entries.is_empty() {
-                        return Err(JsonError::NoIdentities {
-                            field: tpath.render(),
-                            identity_type: kind.wire_name(),
-                        });
-                    }
-                    for (i, entry) in entries.into_iter().enumerate() {
-                        let epath = tpath.index(i);
-                        r.push_caller_identity(parse_identity(kind, entry, &epath)?);
-                    }
-                }
-            }
-            "OperationCategories" => {
-                for (i, c) in opt_array(v, path)?.iter().enumerate() {
-                    let cpath = path.index(i);
-                    r.categories
-                        .insert(parse_enum(c, &cpath, OperationCategory::from_repr)?);
-                }
-            }
+            "env_ikey" => service_tree_id = parse_service_tree_id(v, path)?,
+            "CallerIpAddress" => parse_caller_ip(&mut r, v, path)?,
+            "CallerIdentities" => parse_identities(&mut r, v, path)?,
+            "OperationCategories" => parse_categories(&mut r, v, path)?,
             "CustomData" => {
                 r.custom_data = match opt_object(v, path)? {
                     Some(m) => custom_map(m, path)?.into(),
                     None => Vec::new().into(),
                 };
             }
-            "TargetResources" => {
-                for (resource_type, list) in opt_object(v, path)?.unwrap_or_default() {
-                    let tpath = path.key(&resource_type);
-                    let items = opt_array(list, &tpath)?;
-                    let resource_type = Text::Owned(resource_type.clone());
-                    for (i, entry) in items.into_iter().enumerate() {
-                        let epath = tpath.index(i);
-                        r.push_target_resource(parse_target(resource_type.clone(), entry, &epath)?);
-                    }
-                }
-            }
-            "CallerAccessLevels" => {
-                for (i, level) in opt_array(v, path)?.into_iter().enumerate() {
-                    let lpath = path.index(i);
-                    match level {
-                        Json::String(s) => r.push_caller_access_level(s),
-                        other => return Err(wrong_type(&lpath, "a string", &other)),
-                    }
-                }
-            }
+            "TargetResources" => parse_targets(&mut r, v, path)?,
+            "CallerAccessLevels" => parse_access_levels(&mut r, v, path)?,
             "OperationAccessLevel" => r.operation_access_level = opt_text(v, path)?,
             "OperationName" => r.operation_name = opt_text(v, path)?,
             "OperationResultDescription" => r.operation_result_description = opt_text(v, path)?,
@@ -182,6 +111,96 @@ pub(super) fn parse_record(
         }
     }
     Ok((r, service_tree_id))
+}
+
+/// `env_ikey`, in canonical form; an empty one is unset.
+fn parse_service_tree_id(v: Json, path: &Path<'_>) -> Result<Option<String>, JsonError> {
+    match opt_string(v, path)? {
+        Some(id) if !id.is_empty() => {
+            let canonical =
+                validate_service_tree_id(&id).map_err(|error| JsonError::ServiceTreeId {
+                    field: path.render(),
+                    error,
+                })?;
+            Ok(Some(canonical))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn parse_caller_ip(r: &mut Record, v: Json, path: &Path<'_>) -> Result<(), JsonError> {
+    if let Some(s) = opt_string(v, path)? {
+        // An empty address is an unset one.
+        if !s.is_empty() {
+            let (ip, zone) = parse_ip(&s, path)?;
+            r.caller_ip = Some(ip);
+            r.caller_ip_zone = zone.map_or(Text::Borrowed(""), Text::Owned);
+        }
+    }
+    Ok(())
+}
+
+/// `{"<type>": [{"Identity": ..., "Description": ...}, ...], ...}`
+fn parse_identities(r: &mut Record, v: Json, path: &Path<'_>) -> Result<(), JsonError> {
+    for (type_name, list) in opt_object(v, path)?.unwrap_or_default() {
+        let tpath = path.key(&type_name);
+        let kind = parse_enum(
+            &Json::String(type_name.clone()),
+            &tpath,
+            CallerIdentityType::from_repr,
+        )
+        .or_else(|e| match type_name.parse::<u8>() {
+            // Keys are always strings; allow the number in one too.
+            Ok(n) => CallerIdentityType::from_repr(n).ok_or(e),
+            Err(_) => Err(e),
+        })?;
+        let entries = opt_array(list, &tpath)?;
+        if entries.is_empty() {
+            return Err(JsonError::NoIdentities {
+                field: tpath.render(),
+                identity_type: kind.wire_name(),
+            });
+        }
+        for (i, entry) in entries.into_iter().enumerate() {
+            let epath = tpath.index(i);
+            r.push_caller_identity(parse_identity(kind, entry, &epath)?);
+        }
+    }
+    Ok(())
+}
+
+fn parse_categories(r: &mut Record, v: Json, path: &Path<'_>) -> Result<(), JsonError> {
+    for (i, c) in opt_array(v, path)?.iter().enumerate() {
+        let cpath = path.index(i);
+        r.categories
+            .insert(parse_enum(c, &cpath, OperationCategory::from_repr)?);
+    }
+    Ok(())
+}
+
+/// `{"<type>": [{"Name": ..., "Cluster": ..., ...}, ...], ...}`
+fn parse_targets(r: &mut Record, v: Json, path: &Path<'_>) -> Result<(), JsonError> {
+    for (resource_type, list) in opt_object(v, path)?.unwrap_or_default() {
+        let tpath = path.key(&resource_type);
+        let items = opt_array(list, &tpath)?;
+        let resource_type = Text::Owned(resource_type.clone());
+        for (i, entry) in items.into_iter().enumerate() {
+            let epath = tpath.index(i);
+            r.push_target_resource(parse_target(resource_type.clone(), entry, &epath)?);
+        }
+    }
+    Ok(())
+}
+
+fn parse_access_levels(r: &mut Record, v: Json, path: &Path<'_>) -> Result<(), JsonError> {
+    for (i, level) in opt_array(v, path)?.into_iter().enumerate() {
+        let lpath = path.index(i);
+        match level {
+            Json::String(s) => r.push_caller_access_level(s),
+            other => return Err(wrong_type(&lpath, "a string", &other)),
+        }
+    }
+    Ok(())
 }
 
 fn parse_identity(

@@ -85,47 +85,16 @@ fn typed_value(type_name: &str, v: Json, path: &Path<'_>) -> Result<Value, JsonE
         type_name: type_name.to_owned(),
         reason,
     };
-    let signed = |min: i64, max: i64| match &v {
-        Json::Number(n) => match n.as_i64() {
-            Some(i) if (min..=max).contains(&i) => Ok(Value::Int(i)),
-            Some(_) => Err(invalid("out of range")),
-            None if n.is_u64() => Err(invalid("out of range")),
-            None => Err(invalid("expected an integer")),
-        },
-        _ => Err(invalid("expected an integer")),
-    };
-    let unsigned = |max: u64| match &v {
-        Json::Number(n) => match n.as_u64() {
-            Some(u) if u <= max => Ok(Value::UInt(u)),
-            Some(_) => Err(invalid("out of range")),
-            None if n.is_i64() => Err(invalid("out of range")),
-            None => Err(invalid("expected an integer")),
-        },
-        _ => Err(invalid("expected an integer")),
-    };
     match type_name {
-        "int" | "int64" => signed(i64::MIN, i64::MAX),
-        "int8" => signed(i8::MIN.into(), i8::MAX.into()),
-        "int16" => signed(i16::MIN.into(), i16::MAX.into()),
-        "int32" => signed(i32::MIN.into(), i32::MAX.into()),
-        "uint" | "uint64" => unsigned(u64::MAX),
-        "uint8" => unsigned(u8::MAX.into()),
-        "uint16" => unsigned(u16::MAX.into()),
-        "uint32" => unsigned(u32::MAX.into()),
-        "float64" => match &v {
-            Json::Number(n) => n
-                .as_f64()
-                .map(Value::Float)
-                .ok_or_else(|| invalid("expected a number")),
-            // What Go's strconv.FormatFloat writes for the floats JSON has no number for.
-            Json::String(s) => match s.as_str() {
-                "NaN" => Ok(Value::Float(f64::NAN)),
-                "+Inf" | "Inf" => Ok(Value::Float(f64::INFINITY)),
-                "-Inf" => Ok(Value::Float(f64::NEG_INFINITY)),
-                _ => Err(invalid("expected a number, NaN, +Inf or -Inf")),
-            },
-            _ => Err(invalid("expected a number")),
-        },
+        "int" | "int64" => signed(&v, i64::MIN, i64::MAX).map_err(&invalid),
+        "int8" => signed(&v, i8::MIN.into(), i8::MAX.into()).map_err(&invalid),
+        "int16" => signed(&v, i16::MIN.into(), i16::MAX.into()).map_err(&invalid),
+        "int32" => signed(&v, i32::MIN.into(), i32::MAX.into()).map_err(&invalid),
+        "uint" | "uint64" => unsigned(&v, u64::MAX).map_err(&invalid),
+        "uint8" => unsigned(&v, u8::MAX.into()).map_err(&invalid),
+        "uint16" => unsigned(&v, u16::MAX.into()).map_err(&invalid),
+        "uint32" => unsigned(&v, u32::MAX.into()).map_err(&invalid),
+        "float64" => float64(&v).map_err(&invalid),
         "map" => match v {
             Json::Object(m) => Ok(Value::Map(custom_map(m, path)?)),
             _ => Err(invalid("expected an object")),
@@ -138,12 +107,7 @@ fn typed_value(type_name: &str, v: Json, path: &Path<'_>) -> Result<Value, JsonE
             Json::Bool(b) => Ok(Value::Bool(b)),
             _ => Err(invalid("expected a boolean")),
         },
-        "bytes" | "[]byte" => match &v {
-            Json::String(s) => decode_base64(s)
-                .map(|b| Value::Bytes(b.into()))
-                .ok_or_else(|| invalid("not standard base64")),
-            _ => Err(invalid("expected a base64 string")),
-        },
+        "bytes" | "[]byte" => base64_bytes(&v).map_err(&invalid),
         "float32" | "time" => Err(JsonError::Inexpressible {
             field: path.render(),
             type_name: type_name.to_owned(),
@@ -164,6 +128,58 @@ fn typed_value(type_name: &str, v: Json, path: &Path<'_>) -> Result<Value, JsonE
                 type_name: type_name.to_owned(),
             }),
         },
+    }
+}
+
+// The typed scalars below return why a value does not fit its type; `typed_value` adds
+// the field and the type's name.
+
+/// An integer within `min..=max`.
+fn signed(v: &Json, min: i64, max: i64) -> Result<Value, &'static str> {
+    match v {
+        Json::Number(n) => match n.as_i64() {
+            Some(i) if (min..=max).contains(&i) => Ok(Value::Int(i)),
+            Some(_) => Err("out of range"),
+            None if n.is_u64() => Err("out of range"),
+            None => Err("expected an integer"),
+        },
+        _ => Err("expected an integer"),
+    }
+}
+
+/// A non-negative integer up to `max`.
+fn unsigned(v: &Json, max: u64) -> Result<Value, &'static str> {
+    match v {
+        Json::Number(n) => match n.as_u64() {
+            Some(u) if u <= max => Ok(Value::UInt(u)),
+            Some(_) => Err("out of range"),
+            None if n.is_i64() => Err("out of range"),
+            None => Err("expected an integer"),
+        },
+        _ => Err("expected an integer"),
+    }
+}
+
+fn float64(v: &Json) -> Result<Value, &'static str> {
+    match v {
+        Json::Number(n) => n.as_f64().map(Value::Float).ok_or("expected a number"),
+        // What Go's strconv.FormatFloat writes for the floats JSON has no number for.
+        Json::String(s) => match s.as_str() {
+            "NaN" => Ok(Value::Float(f64::NAN)),
+            "+Inf" | "Inf" => Ok(Value::Float(f64::INFINITY)),
+            "-Inf" => Ok(Value::Float(f64::NEG_INFINITY)),
+            _ => Err("expected a number, NaN, +Inf or -Inf"),
+        },
+        _ => Err("expected a number"),
+    }
+}
+
+fn base64_bytes(v: &Json) -> Result<Value, &'static str> {
+    match v {
+        Json::String(s) => decode_base64(s)
+            .map(|b| Value::Bytes(b.into()))
+            .ok_or("not standard base64"),
+        _ => Err("expected a base64 string"),
     }
 }
 

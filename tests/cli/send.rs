@@ -275,7 +275,7 @@ fn send_gives_up_on_an_agent_that_never_reads_and_the_unsent_file_resends() {
 
 const FIRST_TS: i64 = 1_600_000_000;
 
-/// Issue 17: an agent that exits once it has read every record is not a failure of the
+/// An agent that exits once it has read every record is not a failure of the
 /// send. The receiver here decodes frames with rmpv, counts the records, and closes its
 /// end (listener and connection) the moment it has them all.
 #[test]

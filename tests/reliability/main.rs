@@ -1,4 +1,4 @@
-//! Reliability under faults (issue 5): the client against an agent that crashes, is
+//! Reliability under faults: the client against an agent that crashes, is
 //! absent, never reads, or whose socket path turns into something else; many producers;
 //! reconnect churn; close races. Every scenario prints its figures (run with
 //! `--nocapture`); RELIABILITY.md collects them.
