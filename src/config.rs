@@ -9,7 +9,7 @@ use crate::spool::SpoolSync;
 use crate::transport::Transport;
 
 // src/client/ names the send buffer from here, beside the other settings.
-pub(crate) use crate::send_buffer::SendBuffer;
+use crate::send_buffer::SendBuffer;
 
 /// Settings shared by the client, the writer and the supervisor.
 #[derive(Debug, Clone)]

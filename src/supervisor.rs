@@ -114,13 +114,14 @@ impl Supervisor {
 
     fn hand_over(&mut self, conn: Connection, destination: String) -> bool {
         let link = &self.link;
-        Counters::add(&link.counters.connects, 1);
         // Said before the writer can have the connection, so that its `WriteFailed`
-        // never comes before this.
+        // never comes before this; counted after, so whoever sees the count can find
+        // the event.
         link.notifier.publish(Event::Connected {
             destination,
             reconnect: self.connected_before,
         });
+        Counters::add(&link.counters.connects, 1);
         self.connected_before = true;
         let mut st = link.lock();
         if st.lifecycle.stopping() {
@@ -137,7 +138,6 @@ impl Supervisor {
 
     fn back_off(&mut self, e: &io::Error, destination: String) {
         let link = &self.link;
-        Counters::add(&link.counters.connect_failures, 1);
         let retry_in = self.backoff.next_delay();
         link.notifier.publish(Event::ConnectFailed {
             destination,
@@ -146,6 +146,7 @@ impl Supervisor {
             failures: self.backoff.failures(),
             retry_in,
         });
+        Counters::add(&link.counters.connect_failures, 1);
         let until = crate::time::after(retry_in);
         let mut st = link.lock();
         st.last_error = Some((e.kind(), e.to_string()));

@@ -10,10 +10,11 @@ use parking_lot::Mutex;
 
 use super::{BuildError, Client, Inner, Threads};
 use crate::backoff::Backoff;
-use crate::config::{Config, DEFAULT_SPOOL_LIMIT, SendBuffer, SpoolConfig};
+use crate::config::{Config, DEFAULT_SPOOL_LIMIT, SpoolConfig};
 use crate::link::{Lifecycle, Link};
 use crate::notify::{Event, Notifier};
 use crate::queue::Item;
+use crate::send_buffer::SendBuffer;
 use crate::spool::{Spool, SpoolError, SpoolNotice, SpoolSync};
 use crate::stats::Counters;
 use crate::supervisor;
@@ -233,14 +234,14 @@ impl ClientBuilder {
             Some(settings) => open_spool(settings, &counters, &notifier)?,
             None => None,
         };
-        let shared = Arc::new(Link::new(
+        let link = Arc::new(Link::new(
             Arc::clone(&counters),
             notifier,
             config.queue_capacity,
             config.write_timeout,
         ));
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
-        let (writer, supervisor) = start_threads(&shared, &config, rx.clone(), spool)?;
+        let (writer, supervisor) = start_threads(&link, &config, rx.clone(), spool)?;
         let inner = Inner {
             writer_thread: writer.thread().clone(),
             tx,
@@ -250,7 +251,7 @@ impl ClientBuilder {
             notifications,
             threads: Mutex::new(Some((writer, supervisor))),
             closing: Mutex::new(()),
-            shared,
+            link,
             counters,
             config,
         };
@@ -310,29 +311,29 @@ fn check_timeouts(config: &Config) -> Result<(), BuildError> {
 /// Starts the supervisor, then the writer; if the writer cannot start, stops the
 /// supervisor again.
 fn start_threads(
-    shared: &Arc<Link>,
+    link: &Arc<Link>,
     config: &Arc<Config>,
     rx: crossbeam_channel::Receiver<Item>,
     spool: Option<Spool>,
 ) -> Result<Threads, BuildError> {
     let supervisor = {
-        let (shared, config) = (Arc::clone(shared), Arc::clone(config));
+        let (link, config) = (Arc::clone(link), Arc::clone(config));
         Worker::spawn("geneva-audit-supervisor", move || {
-            let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&shared), config));
+            let run = AssertUnwindSafe(|| supervisor::run(Arc::clone(&link), config));
             if catch_unwind(run).is_err() {
-                shared.die("the supervisor thread panicked".into());
+                link.die("the supervisor thread panicked".into());
             }
         })
         .map_err(BuildError::Spawn)?
     };
     let writer = {
-        let w = Writer::new(Arc::clone(shared), Arc::clone(config), rx, spool);
-        let shared = Arc::clone(shared);
+        let w = Writer::new(Arc::clone(link), Arc::clone(config), rx, spool);
+        let link = Arc::clone(link);
         Worker::spawn("geneva-audit-writer", move || {
             catch_unwind(AssertUnwindSafe(|| w.run())).unwrap_or_else(|_| {
                 // No panic is known to reach here; should one, the client says so
                 // and close counts what the writer held as lost.
-                shared.die("the writer thread panicked".into());
+                link.die("the writer thread panicked".into());
                 Default::default()
             })
         })
@@ -340,7 +341,7 @@ fn start_threads(
     match writer {
         Ok(w) => Ok((w, supervisor)),
         Err(e) => {
-            shared.advance(Lifecycle::Stopping);
+            link.advance(Lifecycle::Stopping);
             let _ = supervisor.wait_until(time::after(Duration::from_secs(1)));
             Err(BuildError::Spawn(e))
         }

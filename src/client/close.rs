@@ -48,7 +48,7 @@ impl Inner {
         let deadline = time::after(timeout);
         // 1. Refuse new records, and wait for pushes already past the gate.
         self.gate.fetch_or(CLOSED, Ordering::SeqCst);
-        self.shared.room.wake_all();
+        self.link.room.wake_all();
         while self.gate.load(Ordering::SeqCst) & !CLOSED != 0 {
             thread::yield_now();
         }
@@ -59,11 +59,11 @@ impl Inner {
         };
         // 2. The writer writes what is queued and waits for the agent to read it, until
         // the deadline.
-        self.shared.advance(Lifecycle::Draining);
+        self.link.advance(Lifecycle::Draining);
         self.writer_thread.unpark();
         let mut writer_ended = writer.wait_until(deadline);
         // 3. Stop at once: a write stuck in the kernel is cut off.
-        self.shared.advance(Lifecycle::Stopping);
+        self.link.advance(Lifecycle::Stopping);
         self.writer_thread.unpark();
         let grace = || Instant::now() + STOP_GRACE;
         if !writer_ended {
@@ -86,7 +86,7 @@ impl Inner {
         }));
         let lost = unsent.len() as u64;
         if lost > 0 {
-            self.shared.lose(lost, reason);
+            self.link.lose(lost, reason);
         }
         // Whatever is still pending or in flight now cannot be handed back: the writer is
         // stuck in the OS (or died) with it.
@@ -94,9 +94,9 @@ impl Inner {
         let abandoned = left.pending + left.in_flight;
         if abandoned > 0 {
             Counters::sub(&self.counters.written, left.in_flight);
-            self.shared.lose(abandoned, LossReason::Abandoned);
+            self.link.lose(abandoned, LossReason::Abandoned);
         }
-        self.shared.notifier.end();
+        self.link.notifier.end();
         self.report(unsent, leftovers.written, writer_ended && supervisor_ended)
     }
 

@@ -15,12 +15,13 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::backoff::Backoff;
-use crate::config::{Config, SendBuffer};
+use crate::config::Config;
 use crate::encode::{encoded_len, encoded_len_bound};
 use crate::link::Link;
 use crate::notify::{LossReason, Notifications};
 use crate::queue::{FlushSignal, Item, Queued, Settled};
 use crate::record::{Record, Text};
+use crate::send_buffer::SendBuffer;
 use crate::stats::{Counters, Stats};
 use crate::time;
 use crate::time::unix_now;
@@ -60,7 +61,7 @@ struct Inner {
     /// line of its own: every send writes it, and the fields around it are read-only.
     gate: CachePadded<AtomicU64>,
     wake_len: usize,
-    shared: Arc<Link>,
+    link: Arc<Link>,
     counters: Arc<Counters>,
     notifications: Notifications,
     writer_thread: Thread,
@@ -204,12 +205,12 @@ impl Client {
             }
             // The writer, `close` and the client's death wake sleepers; the backstop only
             // bounds what a wake-up missed by mistake would cost.
-            inner.shared.room.wait(
+            inner.link.room.wait(
                 deadline.min(time::after(ROOM_BACKSTOP)),
                 || inner.tx.len(),
                 || {
                     inner.gate.load(Ordering::Relaxed) & CLOSED != 0
-                        || inner.shared.dead.load(Ordering::Relaxed)
+                        || inner.link.dead.load(Ordering::Relaxed)
                 },
             );
         }
@@ -244,7 +245,7 @@ impl Client {
     #[inline]
     fn enter_gate(&self) -> Result<(), Refusal> {
         let inner = &*self.inner;
-        if inner.shared.dead.load(Ordering::Relaxed) {
+        if inner.link.dead.load(Ordering::Relaxed) {
             Counters::add(&inner.counters.refused_closed, 1);
             return Err(Refusal::Dead);
         }
@@ -268,9 +269,9 @@ impl Client {
         // `writer_parked` is read first: it rarely changes, while the queue's length lives
         // on a cache line the writer writes for every record.
         if accepted
-            && inner.shared.writer_parked.load(Ordering::Relaxed)
+            && inner.link.writer_parked.load(Ordering::Relaxed)
             && inner.tx.len() >= inner.wake_len
-            && inner.shared.writer_parked.swap(false, Ordering::SeqCst)
+            && inner.link.writer_parked.swap(false, Ordering::SeqCst)
         {
             inner.writer_thread.unpark();
         }
@@ -288,7 +289,7 @@ impl Client {
         let signal = Arc::new(FlushSignal::default());
         let inner = &*self.inner;
         let mut item = Item::Flush(Arc::clone(&signal));
-        if inner.shared.dead.load(Ordering::Relaxed) {
+        if inner.link.dead.load(Ordering::Relaxed) {
             return Err(FlushError::Closed);
         }
         loop {
@@ -360,15 +361,15 @@ impl Client {
     /// its failed attempts and backoff; without one, stops the client and returns the
     /// last attempt's error.
     fn await_first_connection(&self) -> Result<(), BuildError> {
-        let shared = &self.inner.shared;
+        let link = &self.inner.link;
         let deadline = time::after(self.inner.config.connect_timeout);
-        let mut st = shared.lock();
+        let mut st = link.lock();
         loop {
             if st.ready.is_some() || self.inner.counters.connects.load(Ordering::Relaxed) > 0 {
                 return Ok(());
             }
-            if shared.dead.load(Ordering::Relaxed)
-                || shared.cond.wait_until(&mut st, deadline).timed_out()
+            if link.dead.load(Ordering::Relaxed)
+                || link.cond.wait_until(&mut st, deadline).timed_out()
             {
                 break;
             }
