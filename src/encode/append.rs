@@ -1,8 +1,8 @@
 //! The crate's way into the encoder: a record's or a heartbeat's frame appended to a
-//! [`Batch`], each with the room its frame is written into.
+//! [`FrameBuf`], each written into the bytes its size bound reserves.
 
-use super::batch::Batch;
 use super::frame::{Frame, RecordFrame, append};
+use super::frame_buf::FrameBuf;
 use super::heartbeat::{Heartbeat, HeartbeatFrame};
 use super::out::Count;
 use super::size_bound::{SLACK, record_bound};
@@ -15,7 +15,7 @@ use crate::record::Record;
 /// caller must account for the record rather than lose it silently.
 #[must_use]
 pub(crate) fn append_record(
-    buf: &mut Batch,
+    buf: &mut FrameBuf,
     service_tree_id: &str,
     ts: i64,
     record: &Record,
@@ -34,7 +34,7 @@ pub(crate) fn append_record(
 /// `try_send` measured it on the caller's thread.
 #[must_use]
 pub(crate) fn append_record_in(
-    buf: &mut Batch,
+    buf: &mut FrameBuf,
     bound: usize,
     service_tree_id: &str,
     ts: i64,
@@ -48,11 +48,11 @@ pub(crate) fn append_record_in(
     append(buf, bound, &frame)
 }
 
-/// Appends a heartbeat frame to `buf`. Heartbeats are rare: their room is their
+/// Appends a heartbeat frame to `buf`. Heartbeats are rare: their bound is their
 /// counted size.
 #[must_use]
-pub(crate) fn append_heartbeat(buf: &mut Batch, ts: i64, hb: &Heartbeat) -> bool {
+pub(crate) fn append_heartbeat(buf: &mut FrameBuf, ts: i64, hb: &Heartbeat) -> bool {
     let frame = HeartbeatFrame { ts, heartbeat: hb };
-    let room = frame.write(Count(0)).0.saturating_add(SLACK);
-    append(buf, room, &frame)
+    let bound = frame.write(Count(0)).0.saturating_add(SLACK);
+    append(buf, bound, &frame)
 }

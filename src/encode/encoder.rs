@@ -1,8 +1,8 @@
 //! The public [`Encoder`]: frames one at a time, for tools and tests.
 
 use super::append::{append_heartbeat, append_record};
-use super::batch::Batch;
 use super::frame::{Frame, append, encoded_len};
+use super::frame_buf::FrameBuf;
 use super::heartbeat::{DiagnosticFrame, Heartbeat};
 use super::out::Count;
 use super::size_bound::SLACK;
@@ -34,7 +34,7 @@ use crate::validate::ValidationError;
 /// ```
 #[derive(Debug)]
 pub struct Encoder {
-    buf: Batch,
+    buf: FrameBuf,
     service_tree_id: Text,
 }
 
@@ -50,7 +50,7 @@ impl Encoder {
             return Err(ValidationError::MissingServiceTreeId);
         }
         Ok(Encoder {
-            buf: Batch::with_capacity(4096),
+            buf: FrameBuf::with_capacity(4096),
             service_tree_id,
         })
     }
@@ -82,8 +82,8 @@ impl Encoder {
     pub fn encode_diagnostic(&mut self, ts: i64) -> &[u8] {
         self.buf.clear();
         let frame = DiagnosticFrame { ts };
-        let room = frame.write(Count(0)).0 + SLACK;
-        let _written = append(&mut self.buf, room, &frame);
+        let bound = frame.write(Count(0)).0 + SLACK;
+        let _written = append(&mut self.buf, bound, &frame);
         self.buf.as_slice()
     }
 

@@ -1,8 +1,8 @@
 //! The frame around a record (`[tag, [[ts, body]], options]`) and its body, and how a
-//! frame is put into a batch: measured, written into its room, or written again once
-//! the batch has grown.
+//! frame is put into a buffer: measured, written into the bytes its bound reserves, or
+//! written again once the buffer has grown.
 
-use super::batch::Batch;
+use super::frame_buf::FrameBuf;
 use super::ip::write_ip;
 use super::out::{Count, Cursor, Out};
 use super::size_bound::SLACK;
@@ -142,19 +142,19 @@ pub fn encoded_len(service_tree_id: &str, record: &Record) -> usize {
     frame.write(Count(0)).0
 }
 
-/// Writes `frame` into the `room` bytes after the end of `b` and keeps what it used;
+/// Writes `frame` into the `bound` bytes after the end of `b` and keeps what it used;
 /// false (with `b` as it was) when the frame did not fit.
 ///
-/// The cursor gets one byte more than the room. A frame that fits leaves at least that
+/// The cursor gets one byte more than the bound. A frame that fits leaves at least that
 /// byte unused, so an empty cursor always means the frame did not fit, whatever its
 /// bytes (a frame that did not fit stops at its first write that does not fit). Telling
-/// the two apart by how the room ends would not do: custom data may hold the very bytes
+/// the two apart by how the reserved bytes end would not do: custom data may hold the very bytes
 /// a frame ends with.
 #[inline(always)]
-pub(super) fn fill<F: Frame>(b: &mut Batch, room: usize, frame: &F) -> bool {
+pub(super) fn fill<F: Frame>(b: &mut FrameBuf, bound: usize, frame: &F) -> bool {
     let start = b.len;
     let (given, left) = {
-        let rest = b.room(room.saturating_add(1));
+        let rest = b.tail(bound.saturating_add(1));
         let given = rest.len();
         (given, frame.write(Cursor { rest }).rest.len())
     };
@@ -165,8 +165,8 @@ pub(super) fn fill<F: Frame>(b: &mut Batch, room: usize, frame: &F) -> bool {
     true
 }
 
-/// Appends `frame` to `buf`, writing it into `room` bytes (an upper bound of its size)
-/// through a [`Cursor`]. Writing into a room taken at once costs less than growing a
+/// Appends `frame` to `buf`, writing it into `bound` bytes (an upper bound of its size)
+/// through a [`Cursor`]. Writing into bytes reserved at once costs less than growing a
 /// vector write by write: each `extend_from_slice` checks the capacity and stores the
 /// length in memory (docs/PERFORMANCE.md has the count).
 ///
@@ -174,9 +174,9 @@ pub(super) fn fill<F: Frame>(b: &mut Batch, room: usize, frame: &F) -> bool {
 /// used: see [`refill`].
 #[inline(always)]
 #[must_use]
-pub(super) fn append<F: Frame>(buf: &mut Batch, room: usize, frame: &F) -> bool {
+pub(super) fn append<F: Frame>(buf: &mut FrameBuf, bound: usize, frame: &F) -> bool {
     let spare = buf.spare();
-    if room >= spare || !fill(buf, room, frame) {
+    if bound >= spare || !fill(buf, bound, frame) {
         return refill(buf, spare, frame);
     }
     true
@@ -191,12 +191,12 @@ pub(super) fn append<F: Frame>(buf: &mut Batch, room: usize, frame: &F) -> bool 
 #[cold]
 #[inline(never)]
 #[must_use]
-pub(super) fn refill<F: Frame>(b: &mut Batch, spare: usize, frame: &F) -> bool {
+pub(super) fn refill<F: Frame>(b: &mut FrameBuf, spare: usize, frame: &F) -> bool {
     let exact = frame.write(Count(0)).0;
-    let room = exact.saturating_add(SLACK);
-    // `fill` takes one byte more than the room.
-    if exact < spare && fill(b, room.min(spare - 1), frame) {
+    let bound = exact.saturating_add(SLACK);
+    // `fill` takes one byte more than the bound.
+    if exact < spare && fill(b, bound.min(spare - 1), frame) {
         return true;
     }
-    fill(b, room, frame)
+    fill(b, bound, frame)
 }

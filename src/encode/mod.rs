@@ -3,19 +3,19 @@
 //! that is reused from frame to frame.
 //!
 //! One walk over the record serves both encoding and measuring: it is generic over an
-//! [`Out`](out::Out) that either writes bytes (a [`Cursor`](out::Cursor) over the frame's
-//! room in a [`Batch`]) or only counts them, so [`encoded_len`] can never disagree with
+//! [`Out`](out::Out) that either writes bytes (a [`Cursor`](out::Cursor) over the bytes
+//! reserved for the frame in a [`FrameBuf`]) or only counts them, so [`encoded_len`] can never disagree with
 //! what is written.
 //! Encoding first bounds the frame's size from its string lengths, takes that much of
-//! the batch's initialized spare bytes and writes into it with one bounds check per string
+//! the buffer's initialized spare bytes and writes into it with one bounds check per string
 //! (key, header and text together); names of enum values, with their keys, are
 //! pre-encoded in tables. The record is only read, and nothing is allocated once the
 //! buffer has grown to the largest frame.
 
 mod append;
-mod batch;
 mod encoder;
 mod frame;
+mod frame_buf;
 mod heartbeat;
 mod ip;
 mod ipv4;
@@ -27,8 +27,8 @@ mod value;
 mod wire;
 
 pub(crate) use append::{append_heartbeat, append_record, append_record_in};
-pub(crate) use batch::Batch;
 pub use encoder::Encoder;
 pub use frame::encoded_len;
+pub(crate) use frame_buf::FrameBuf;
 pub use heartbeat::Heartbeat;
 pub use size_bound::encoded_len_bound;

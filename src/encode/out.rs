@@ -1,4 +1,4 @@
-//! Where a frame goes: a [`Cursor`] that writes into the frame's room, or a [`Count`]
+//! Where a frame goes: a [`Cursor`] that writes into the bytes reserved for the frame, or a [`Count`]
 //! that only measures; both behind the [`Out`] trait, so one walk serves both.
 
 use std::net::Ipv4Addr;

@@ -3,8 +3,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use strum::IntoEnumIterator;
 
 use super::append::append_record;
-use super::batch::Batch;
 use super::frame::{RecordFrame, append, encoded_len, fill};
+use super::frame_buf::FrameBuf;
 use super::ip::write_ip;
 use super::out::{Count, Cursor, Out, copy_text};
 use super::size_bound::{SLACK, record_bound};
@@ -23,7 +23,7 @@ fn written(f: impl FnOnce(&mut Cursor<'_>)) -> Vec<u8> {
     let mut c = Cursor { rest: &mut v[..] };
     f(&mut c);
     let left = c.rest.len();
-    assert!(left > 0, "the cursor ran out of room");
+    assert!(left > 0, "the cursor ran out of bytes");
     v.truncate(total - left);
     v
 }
@@ -258,7 +258,7 @@ fn room_bounds_the_frame_with_its_slack() {
 #[test]
 fn a_cut_frame_is_never_taken_for_whole_whatever_its_bytes() {
     // Custom data holding the options map: the frame has the bytes it ends with in
-    // its middle. No room short of the frame may pass for it.
+    // its middle. No bound short of the frame may pass for it.
     let r = Record::data_plane().custom("TimeFormat", "DateTime");
     let frame = RecordFrame {
         service_tree_id: "sid",
@@ -266,7 +266,7 @@ fn a_cut_frame_is_never_taken_for_whole_whatever_its_bytes() {
         record: &r,
     };
     let whole = encoded_len("sid", &r);
-    let mut full = Batch::default();
+    let mut full = FrameBuf::default();
     assert!(fill(&mut full, whole, &frame));
     let bytes = full.as_slice().to_vec();
     let inner = bytes
@@ -277,9 +277,9 @@ fn a_cut_frame_is_never_taken_for_whole_whatever_its_bytes() {
         inner.is_some_and(|at| at < whole),
         "the map is inside the frame"
     );
-    for room in 0..whole {
-        let mut b = Batch::default();
-        assert!(!fill(&mut b, room, &frame), "room {room} of {whole}");
+    for bound in 0..whole {
+        let mut b = FrameBuf::default();
+        assert!(!fill(&mut b, bound, &frame), "bound {bound} of {whole}");
         assert!(b.as_slice().is_empty());
     }
 }
@@ -287,57 +287,57 @@ fn a_cut_frame_is_never_taken_for_whole_whatever_its_bytes() {
 #[test]
 fn appends_after_earlier_frames_and_survives_a_short_room() {
     let r = sample_record();
-    let mut buf = Batch::default();
+    let mut buf = FrameBuf::default();
     assert!(append_record(&mut buf, "sid", 7, &r));
     let one = buf.as_slice().to_vec();
     assert_eq!(one.len(), encoded_len("sid", &r));
     assert!(append_record(&mut buf, "sid", 7, &r));
     assert_eq!(buf.as_slice(), [&one[..], &one[..]].concat());
 
-    // Too little room: the frame is written again into its counted size.
+    // Too small a bound: the frame is written again into its counted size.
     let frame = RecordFrame {
         service_tree_id: "sid",
         ts: 7,
         record: &r,
     };
-    for room in [0, 1, 20, 21, 100, one.len() - 1, one.len(), one.len() + 1] {
-        let mut short = Batch::default();
+    for bound in [0, 1, 20, 21, 100, one.len() - 1, one.len(), one.len() + 1] {
+        let mut short = FrameBuf::default();
         short.extend_from_slice(b"xy");
-        assert!(append(&mut short, room, &frame));
+        assert!(append(&mut short, bound, &frame));
         assert_eq!(
             short.as_slice(),
             [&b"xy"[..], &one[..]].concat(),
-            "room {room}"
+            "bound {bound}"
         );
     }
 
     // Exactly the frame's size, or one byte less.
-    let mut v = Batch::default();
+    let mut v = FrameBuf::default();
     v.extend_from_slice(b"xy");
     assert!(fill(&mut v, one.len(), &frame));
     assert_eq!(v.as_slice(), [&b"xy"[..], &one[..]].concat());
-    for room in [0, 20, 21, one.len() - 1] {
-        let mut v = Batch::default();
+    for bound in [0, 20, 21, one.len() - 1] {
+        let mut v = FrameBuf::default();
         v.extend_from_slice(b"xy");
-        assert!(!fill(&mut v, room, &frame), "room {room}");
+        assert!(!fill(&mut v, bound, &frame), "bound {bound}");
         assert_eq!(v.as_slice(), b"xy");
     }
     // The same, over stale bytes that end like a frame: a buffer that held two
     // frames, cut back to "xy".
-    for room in [0, 20, 21, one.len() - 1] {
-        let mut v = Batch::default();
+    for bound in [0, 20, 21, one.len() - 1] {
+        let mut v = FrameBuf::default();
         v.extend_from_slice(b"xy");
         assert!(fill(&mut v, one.len(), &frame));
         assert!(fill(&mut v, one.len(), &frame));
         v.len = 2;
-        assert!(!fill(&mut v, room, &frame), "stale, room {room}");
+        assert!(!fill(&mut v, bound, &frame), "stale, bound {bound}");
         assert_eq!(v.as_slice(), b"xy");
-        assert!(fill(&mut v, one.len() + 5, &frame), "stale, room {room}");
+        assert!(fill(&mut v, one.len() + 5, &frame), "stale, bound {bound}");
         assert_eq!(v.as_slice(), [&b"xy"[..], &one[..]].concat());
     }
 
     // A buffer whose spare capacity is the frame and one byte does not grow.
-    let mut exact = Batch::with_capacity(2 + one.len() + 1);
+    let mut exact = FrameBuf::with_capacity(2 + one.len() + 1);
     exact.extend_from_slice(b"xy");
     let capacity = exact.bytes.capacity();
     assert!(append_record(&mut exact, "sid", 7, &r));

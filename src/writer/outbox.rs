@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::encode::{Batch, append_record, append_record_in};
+use crate::encode::{FrameBuf, append_record, append_record_in};
 use crate::queue::FlushSignal;
 use crate::record::Record;
 
@@ -149,10 +149,10 @@ pub(crate) struct Outbox {
     /// The sum of the taken frames' size bounds.
     taken_bytes: usize,
     /// The buffered frames' bytes; `buf[..sent]` was handed to the kernel already.
-    buf: Batch,
+    buf: FrameBuf,
     sent: usize,
     /// A heartbeat frame waiting for a frame boundary; `hb_sent` of it was written.
-    heartbeat: Batch,
+    heartbeat: FrameBuf,
     hb_sent: usize,
     /// Bytes handed to the current connection, heartbeats included.
     stream: u64,
@@ -160,7 +160,7 @@ pub(crate) struct Outbox {
     next_seq: u64,
     markers: Vec<Marker>,
     /// Where a replay is assembled before it replaces `buf`.
-    scratch: Batch,
+    scratch: FrameBuf,
 }
 
 impl Outbox {
@@ -170,14 +170,14 @@ impl Outbox {
             written: 0,
             buffered: 0,
             taken_bytes: 0,
-            buf: Batch::with_capacity(WRITE_BYTES * 2),
+            buf: FrameBuf::with_capacity(WRITE_BYTES * 2),
             sent: 0,
-            heartbeat: Batch::with_capacity(256),
+            heartbeat: FrameBuf::with_capacity(256),
             hb_sent: 0,
             stream: 0,
             next_seq: 0,
             markers: Vec::new(),
-            scratch: Batch::with_capacity(WRITE_BYTES * 2),
+            scratch: FrameBuf::with_capacity(WRITE_BYTES * 2),
         }
     }
 
@@ -326,7 +326,7 @@ impl Outbox {
 
     /// Queues a heartbeat frame, encoded by `encode`; it goes out at the next frame
     /// boundary. False (and nothing queued) when one is queued already or `encode` fails.
-    pub(crate) fn queue_heartbeat(&mut self, encode: impl FnOnce(&mut Batch) -> bool) -> bool {
+    pub(crate) fn queue_heartbeat(&mut self, encode: impl FnOnce(&mut FrameBuf) -> bool) -> bool {
         if !self.heartbeat.as_slice().is_empty() {
             return false;
         }

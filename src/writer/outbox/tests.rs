@@ -26,7 +26,7 @@ fn outbox(names: &[&'static str]) -> Outbox {
 }
 
 fn frame_len(name: &'static str, ts: i64) -> usize {
-    let mut b = Batch::with_capacity(256);
+    let mut b = FrameBuf::with_capacity(256);
     assert!(append_record(&mut b, STI, ts, &record(name)));
     b.as_slice().len()
 }

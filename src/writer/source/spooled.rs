@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::super::outbox::{Left, Outbox, Read, Unsent, WRITE_BYTES};
 use super::Turn;
 use super::direct::take_from_queue;
-use crate::encode::{Batch, append_record, append_record_in};
+use crate::encode::{FrameBuf, append_record, append_record_in};
 use crate::link::Link;
 use crate::notify::{Event, LossReason};
 use crate::queue::{FlushSignal, Item, Queued};
@@ -134,7 +134,7 @@ pub(crate) struct Spooled {
     /// This client's records in the spool (not yet delivered).
     own: u64,
     /// Where a record is encoded before it is appended.
-    scratch: Batch,
+    scratch: FrameBuf,
 }
 
 impl Spooled {
@@ -147,7 +147,7 @@ impl Spooled {
             waiting: VecDeque::new(),
             read_back: 0,
             own: 0,
-            scratch: Batch::with_capacity(WRITE_BYTES),
+            scratch: FrameBuf::with_capacity(WRITE_BYTES),
         }
     }
 
@@ -460,7 +460,7 @@ fn persist_outbox(
     sti: &str,
     unsent: Unsent,
 ) -> Result<Kept, (SpoolFault, Vec<Record>)> {
-    let mut image = Batch::with_capacity(WRITE_BYTES);
+    let mut image = FrameBuf::with_capacity(WRITE_BYTES);
     let mut ends = Vec::with_capacity(unsent.left.len());
     // Every record, in order, and whether it went into the image.
     let mut taken = Vec::with_capacity(unsent.left.len());

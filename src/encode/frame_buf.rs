@@ -1,26 +1,26 @@
 //! The buffer frames are appended to. It is reused from frame to frame, and the bytes
-//! past its end stay initialized, so a frame is written into its room without
+//! past its end stay initialized, so a frame is written into its tail without
 //! zero-filling it first, which safe code could not avoid in a vector's spare capacity
 //! (docs/PERFORMANCE.md has what zero-filling cost).
 
 use std::fmt;
 
 #[derive(Default)]
-pub(crate) struct Batch {
-    /// Initialized bytes: the batch's `len`, then whatever longer contents left behind.
+pub(crate) struct FrameBuf {
+    /// Initialized bytes: the buffer's `len`, then whatever longer contents left behind.
     pub(super) bytes: Vec<u8>,
     pub(super) len: usize,
 }
 
-impl Batch {
+impl FrameBuf {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Batch {
+        FrameBuf {
             bytes: Vec::with_capacity(capacity),
             len: 0,
         }
     }
 
-    /// The batch's contents.
+    /// The buffer's contents.
     pub(crate) fn as_slice(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or_default()
     }
@@ -40,9 +40,9 @@ impl Batch {
         self.bytes.capacity() - self.len
     }
 
-    /// The `room` bytes after the end, initialized (zeros where never written before).
-    pub(super) fn room(&mut self, room: usize) -> &mut [u8] {
-        let end = self.len.saturating_add(room);
+    /// The `n` bytes after the end, initialized (zeros where never written before).
+    pub(super) fn tail(&mut self, n: usize) -> &mut [u8] {
+        let end = self.len.saturating_add(n);
         if self.bytes.len() < end {
             self.bytes.resize(end, 0);
         }
@@ -50,9 +50,9 @@ impl Batch {
     }
 }
 
-impl fmt::Debug for Batch {
+impl fmt::Debug for FrameBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Batch")
+        f.debug_struct("FrameBuf")
             .field("len", &self.len)
             .field("capacity", &self.bytes.capacity())
             .finish()
