@@ -1,10 +1,6 @@
 //! Frames in and out of the spool a batch at a time: an append of many frames is one
 //! write per segment it touches, and a read-back fills the caller's buffer with a
 //! write's worth of payloads, ready for the socket, without an allocation per frame.
-//!
-//! The writer switches to these from `append` and `next_frame`; until it does, only the
-//! tests call them.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::os::unix::fs::FileExt;
 

@@ -34,7 +34,9 @@ pub(crate) use report::SpoolFault;
 use report::fault;
 pub use report::{SpoolError, SpoolNotice, SpoolSync};
 
-/// A frame read back: its bytes, and whether an earlier client left it.
+/// A frame read back: its bytes, and whether an earlier client left it (the tests read
+/// frame by frame; the writer reads a write's worth at a time, `Spool::read_frames`).
+#[cfg(test)]
 pub(crate) struct SpooledFrame<'a> {
     pub(crate) bytes: &'a [u8],
     pub(crate) inherited: bool,
@@ -364,6 +366,7 @@ impl Spool {
     }
 
     /// The next frame not read yet, in order.
+    #[cfg(test)]
     pub(crate) fn next_frame(&mut self) -> Result<Option<SpooledFrame<'_>>, SpoolFault> {
         let Some((id, index, (start, end))) = self.next_position() else {
             return Ok(None);

@@ -49,10 +49,15 @@ struct Frame {
 enum Body {
     /// A record taken off the queue.
     Record(Record),
-    /// A frame read back from the spool, kept to be written again after a failure; it
-    /// leaves the spool once delivered. `inherited`: it was in the spool when the client
-    /// opened it (an earlier client's record, not counted among this one's).
-    Spooled { bytes: Box<[u8]>, inherited: bool },
+    /// A frame read back from the spool, kept (at `at..at + len` of the outbox's `lent`
+    /// bytes) to be written again after a failure; it leaves the spool once delivered.
+    /// `inherited`: it was in the spool when the client opened it (an earlier client's
+    /// record, not counted among this one's).
+    Spooled {
+        at: usize,
+        len: usize,
+        inherited: bool,
+    },
 }
 
 impl Body {
@@ -161,6 +166,12 @@ pub(crate) struct Outbox {
     markers: Vec<Marker>,
     /// Where a replay is assembled before it replaces `buf`.
     scratch: FrameBuf,
+    /// The spooled frames' bytes, in the order of their frames, read here by the spool
+    /// (reused: no allocation per frame). `lent[..lent_dead]` belonged to frames that
+    /// left; `lent[lent_taken..]` was read and not yet taken.
+    lent: Vec<u8>,
+    lent_dead: usize,
+    lent_taken: usize,
 }
 
 impl Outbox {
@@ -178,6 +189,9 @@ impl Outbox {
             next_seq: 0,
             markers: Vec::new(),
             scratch: FrameBuf::with_capacity(WRITE_BYTES * 2),
+            lent: Vec::new(),
+            lent_dead: 0,
+            lent_taken: 0,
         }
     }
 
@@ -198,19 +212,43 @@ impl Outbox {
         self.frames.len() == self.written + self.buffered
     }
 
-    /// A frame read back from the spool, buffered as it is. Only when
-    /// [`Outbox::all_encoded`]: the frames must lie in the order of their stages.
-    pub(crate) fn take_spooled(&mut self, bytes: &[u8], inherited: bool) {
+    /// Where the spool reads frames back to, each appended after the last: their bytes
+    /// stay here until the frame leaves the outbox. Then [`Outbox::take_spooled`] takes
+    /// each, in order.
+    pub(crate) fn lend_buffer(&mut self) -> &mut Vec<u8> {
+        if self.lent_dead == self.lent_taken {
+            // No spooled frame is left (and every byte read was taken): start over.
+            self.lent.clear();
+            (self.lent_dead, self.lent_taken) = (0, 0);
+        } else if self.lent_dead >= WRITE_BYTES && self.lent_dead * 2 >= self.lent.len() {
+            // Most of it is dead: move the live bytes down, once per so many bytes.
+            let dead = self.lent_dead;
+            self.lent.drain(..dead);
+            for f in &mut self.frames {
+                if let Body::Spooled { at, .. } = &mut f.body {
+                    *at -= dead;
+                }
+            }
+            self.lent_dead = 0;
+            self.lent_taken -= dead;
+        }
+        &mut self.lent
+    }
+
+    /// The next `len` bytes read into the lend buffer are a frame from the spool: it is
+    /// buffered as it is. Only when [`Outbox::all_encoded`]: the frames must lie in the
+    /// order of their stages.
+    pub(crate) fn take_spooled(&mut self, len: usize, inherited: bool) {
         debug_assert!(self.all_encoded());
+        let at = self.lent_taken;
+        let bytes = self.lent.get(at..at + len).unwrap_or_default();
         let start = self.buf.as_slice().len();
         self.buf.extend_from_slice(bytes);
+        self.lent_taken = at + len;
         self.frames.push_back(Frame {
             seq: self.next_seq,
             ts: 0,
-            body: Body::Spooled {
-                bytes: bytes.into(),
-                inherited,
-            },
+            body: Body::Spooled { at, len, inherited },
             stage: Stage::Buffered {
                 start,
                 end: self.buf.as_slice().len(),
@@ -218,6 +256,14 @@ impl Outbox {
         });
         self.next_seq += 1;
         self.buffered += 1;
+    }
+
+    /// Frames leaving the outbox from its front: the lent bytes up to the last spooled
+    /// one among them are no longer needed.
+    fn let_go_of(lent_dead: &mut usize, body: &Body) {
+        if let Body::Spooled { at, len, .. } = body {
+            *lent_dead = at + len;
+        }
     }
 
     /// The unwritten bytes the buffer will hold once the taken records are encoded (at
@@ -431,6 +477,7 @@ impl Outbox {
             .count();
         let mut tally = Read::default();
         for f in self.frames.drain(..delivered) {
+            Outbox::let_go_of(&mut self.lent_dead, &f.body);
             match f.body {
                 Body::Record(_) => tally.records += 1,
                 Body::Spooled { inherited, .. } => {
@@ -466,6 +513,7 @@ impl Outbox {
             self.rebuffer_written(service_tree_id);
         } else {
             for f in self.frames.drain(..self.written) {
+                Outbox::let_go_of(&mut self.lent_dead, &f.body);
                 count_lost(&mut self.markers, f.seq);
             }
             self.written = 0;
@@ -491,7 +539,9 @@ impl Outbox {
                 Body::Record(record) => {
                     let _encoded = append_record(&mut self.scratch, service_tree_id, f.ts, record);
                 }
-                Body::Spooled { bytes, .. } => self.scratch.extend_from_slice(bytes),
+                Body::Spooled { at, len, .. } => self
+                    .scratch
+                    .extend_from_slice(self.lent.get(*at..at + len).unwrap_or_default()),
             }
             f.stage = Stage::Buffered {
                 start,
@@ -543,14 +593,17 @@ impl Outbox {
         self.written = 0;
         self.buffered = 0;
         self.taken_bytes = 0;
+        let lent = &self.lent;
         let left = self.frames.drain(..).map(|f| match f.body {
             Body::Record(record) => Left::Record(record.event_time(f.ts)),
-            Body::Spooled { bytes, .. } => Left::Spooled(bytes),
+            Body::Spooled { at, len, .. } => {
+                Left::Spooled(lent.get(at..at + len).unwrap_or_default().into())
+            }
         });
-        Unsent {
-            left: left.collect(),
-            written,
-        }
+        let left = left.collect();
+        self.lent.clear();
+        (self.lent_dead, self.lent_taken) = (0, 0);
+        Unsent { left, written }
     }
 }
 

@@ -273,8 +273,9 @@ fn close_hands_back_everything_in_order_and_cancels_flushes() {
 #[test]
 fn close_finds_spooled_frames_and_records_in_the_order_they_were_sent() {
     let mut o = outbox(&["a"]);
-    o.take_spooled(b"spooled-1", false);
-    o.take_spooled(b"spooled-2", true);
+    o.lend_buffer().extend_from_slice(b"spooled-1spooled-2");
+    o.take_spooled(9, false);
+    o.take_spooled(9, true);
     let r = record("b");
     o.take(3, encoded_len_bound(STI, &r), r);
     o.on_written(false, frame_len("a", 0));
@@ -290,4 +291,46 @@ fn close_finds_spooled_frames_and_records_in_the_order_they_were_sent() {
         .collect();
     assert_eq!(left, ["a", "spooled-1", "spooled-2", "b"]);
     assert_eq!(names(unsent), ["a", "b"]);
+}
+
+#[test]
+fn a_failure_writes_spooled_frames_again_from_their_kept_bytes() {
+    let mut o = Outbox::new();
+    o.lend_buffer().extend_from_slice(b"onetwo");
+    o.take_spooled(3, false);
+    o.take_spooled(3, true);
+    assert_eq!(o.next_chunk(false), Some(Chunk::Records(b"onetwo")));
+    o.on_written(false, 6);
+    o.on_failure(true, STI);
+    assert_eq!(o.next_chunk(false), Some(Chunk::Records(b"onetwo")));
+}
+
+#[test]
+fn spooled_bytes_leave_with_their_frames_and_a_long_drain_stays_bounded() {
+    let mut o = Outbox::new();
+    let frame = vec![b'x'; 1000];
+    let mut delivered = 0;
+    // One frame always written and not yet read: the lent bytes are never all dead, so
+    // they must be moved down now and then.
+    for _ in 0..1000 {
+        o.lend_buffer().extend_from_slice(&frame);
+        o.take_spooled(frame.len(), false);
+        let Some(Chunk::Records(bytes)) = o.next_chunk(false) else {
+            panic!("nothing to write");
+        };
+        assert_eq!(bytes, &frame[..]);
+        o.on_written(false, frame.len());
+        delivered += o.on_read(frame.len()).spooled;
+    }
+    assert_eq!(delivered, 999);
+    assert!(
+        o.lent.len() <= 2 * WRITE_BYTES + frame.len(),
+        "{} bytes kept for one frame",
+        o.lent.len()
+    );
+    let unsent = o.take_unsent();
+    match unsent.left.as_slice() {
+        [Left::Spooled(bytes)] => assert_eq!(&bytes[..], &frame[..]),
+        _ => panic!("the last frame is not what close finds"),
+    }
 }

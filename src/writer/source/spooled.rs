@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::super::outbox::{Left, Outbox, Read, Unsent, WRITE_BYTES};
+use crossbeam_channel::Receiver;
+
 use super::Turn;
 use super::direct::take_from_queue;
 use crate::encode::{FrameBuf, append_record, append_record_in};
@@ -26,7 +28,7 @@ use crate::link::Link;
 use crate::notify::{Event, LossReason};
 use crate::queue::{FlushSignal, Item, Queued};
 use crate::record::Record;
-use crate::spool::{Spool, SpoolFault};
+use crate::spool::{FrameRead, Spool, SpoolFault};
 use crate::stats::Counters;
 
 /// How long spilling stays paused after a fault of the disk.
@@ -37,8 +39,11 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub(crate) const OFFLINE_GRACE: Duration = Duration::from_secs(1);
 
 /// Records spilled per turn of the writer's loop, so it still looks at the connection
-/// and the agent's reads while a burst goes to disk.
+/// and the agent's reads while a burst goes to disk; they go to the spool in one write.
 const SPILL_BATCH: usize = 512;
+
+/// The most frame bytes spilled per turn (a batch of large records stops here).
+const SPILL_BYTES: usize = 1 << 20;
 
 /// Where the queue's records go (docs/SPOOL.md, States).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,8 +127,8 @@ pub(crate) struct GivenUp;
 pub(crate) struct Spooled {
     spool: Spool,
     modes: Modes,
-    /// A record the spool refused; it goes first once appending works again.
-    held: Option<Queued>,
+    /// Records the spool refused, in order; they go first once appending works again.
+    held: VecDeque<Queued>,
     /// Flushes waiting for spooled records: each moves to the outbox once the spool has
     /// handed it every frame that came before it.
     waiting: VecDeque<(u64, Arc<FlushSignal>)>,
@@ -133,8 +138,13 @@ pub(crate) struct Spooled {
     read_back: u64,
     /// This client's records in the spool (not yet delivered).
     own: u64,
-    /// Where a record is encoded before it is appended.
+    /// Where a batch of records is encoded before it is appended, with where each
+    /// frame ends, and the records themselves until the spool has them (reused).
     scratch: FrameBuf,
+    ends: Vec<usize>,
+    batch: Vec<Queued>,
+    /// What the spool says of the frames it reads back (reused).
+    reads: Vec<FrameRead>,
 }
 
 impl Spooled {
@@ -143,31 +153,37 @@ impl Spooled {
             enqueued: spool.frames(),
             spool,
             modes: Modes::new(Instant::now()),
-            held: None,
+            held: VecDeque::new(),
             waiting: VecDeque::new(),
             read_back: 0,
             own: 0,
             scratch: FrameBuf::with_capacity(WRITE_BYTES),
+            ends: Vec::with_capacity(SPILL_BATCH),
+            batch: Vec::with_capacity(SPILL_BATCH),
+            reads: Vec::with_capacity(256),
         }
     }
 
     /// Whether records must go before the queue's: the spool holds records not read
     /// yet, or a record waits in hand for it.
     pub(crate) fn ahead(&self) -> bool {
-        self.spool.unread() > 0 || self.held.is_some()
+        self.spool.unread() > 0 || !self.held.is_empty()
     }
 
     /// Whether the spool still has records of its own or an earlier client's to send.
     pub(crate) fn holds_records(&self) -> bool {
-        self.spool.frames() > 0 || self.held.is_some()
+        self.spool.frames() > 0 || !self.held.is_empty()
     }
 
     /// Whether the queue's records stay where they are for now: there is no connection
-    /// (within [`OFFLINE_GRACE`], taken into the outbox they would stay in memory
-    /// however long the agent is away; past it, they go to disk a batch a turn), or
-    /// records are ahead of them on disk, which cannot take more now.
+    /// and they do not go to disk yet (within [`OFFLINE_GRACE`], taken into the outbox
+    /// they would stay in memory however long the agent is away), or they go to disk,
+    /// which cannot take more now.
     pub(crate) fn queue_waits(&self, connected: bool) -> bool {
-        !connected || (self.ahead() && self.modes.paused(Instant::now()))
+        match self.modes.mode {
+            Mode::Passing => !connected,
+            Mode::Spilling | Mode::CatchingUp => self.modes.paused(Instant::now()),
+        }
     }
 
     /// One turn: syncs per the policy, moves the queue's records where the mode says,
@@ -210,24 +226,54 @@ impl Spooled {
         Ok(busy)
     }
 
-    /// Moves records from the queue to the spool, up to [`SPILL_BATCH`]; returns whether
-    /// it took anything off the queue (an idle writer with nothing to spill parks).
-    fn spill(
-        &mut self,
-        rx: &crossbeam_channel::Receiver<Item>,
-        link: &Link,
-        sti: &str,
-        now: Instant,
-    ) -> bool {
-        let (mut lost, mut spooled, mut took) = (0, 0, self.held.is_some());
-        let mut fault = None;
-        for _ in 0..SPILL_BATCH {
-            let queued = match self.held.take() {
+    /// Moves records from the queue to the spool, up to [`SPILL_BATCH`] in one write;
+    /// returns whether it took anything off the queue (an idle writer with nothing to
+    /// spill parks).
+    fn spill(&mut self, rx: &Receiver<Item>, link: &Link, sti: &str, now: Instant) -> bool {
+        let took = self.encode_batch(rx, link, sti);
+        let appended = self
+            .spool
+            .append_frames(frame_slices(&self.scratch, &self.ends));
+        let spooled = appended.frames;
+        // What the spool did not take is kept in hand, in order, to go first next time.
+        for queued in self.batch.drain(..).skip(spooled) {
+            self.held.push_back(queued);
+        }
+        self.enqueued += spooled as u64;
+        self.own += spooled as u64;
+        if appended.fault.is_some() {
+            self.modes.paused_until = Some(now + RETRY_AFTER);
+        }
+        // Counted once the policy has them on disk: a count read by the caller is a
+        // promise that survives a crash.
+        let committed = self.spool.commit();
+        Counters::add(&link.counters.spooled, spooled as u64);
+        link.room.taken(|| rx.len());
+        self.publish_size(link);
+        if let Err(e) = committed {
+            self.fault(link, e, "the records just spooled may not survive a crash");
+        }
+        if let Some(e) = appended.fault {
+            self.fault(link, e, "spilling is paused; records wait in memory");
+        }
+        took
+    }
+
+    /// Takes up to a batch of records, those in hand first, and encodes them one after
+    /// the other into `scratch`; flushes met on the way wait for the records before
+    /// them to come out of the spool. Returns whether it took anything.
+    fn encode_batch(&mut self, rx: &Receiver<Item>, link: &Link, sti: &str) -> bool {
+        self.scratch.clear();
+        self.ends.clear();
+        let (mut took, mut lost) = (!self.held.is_empty(), 0);
+        while self.batch.len() < SPILL_BATCH && self.scratch.as_slice().len() < SPILL_BYTES {
+            let queued = match self.held.pop_front() {
                 Some(held) => held,
                 None => match rx.try_recv() {
                     Ok(Item::Record(queued)) => queued,
                     Ok(Item::Flush(signal)) => {
-                        self.waiting.push_back((self.enqueued, signal));
+                        let before = self.enqueued + self.batch.len() as u64;
+                        self.waiting.push_back((before, signal));
                         took = true;
                         continue;
                     }
@@ -235,62 +281,46 @@ impl Spooled {
                 },
             };
             took = true;
-            self.scratch.clear();
             let Queued {
                 ts,
                 size_bound,
                 ref record,
             } = queued;
-            if !append_record_in(&mut self.scratch, size_bound, sti, ts, record) {
+            if append_record_in(&mut self.scratch, size_bound, sti, ts, record) {
+                self.ends.push(self.scratch.as_slice().len());
+                self.batch.push(queued);
+            } else {
                 lost += 1;
-                continue;
             }
-            match self.spool.append(self.scratch.as_slice()) {
-                Ok(()) => {
-                    self.enqueued += 1;
-                    self.own += 1;
-                    spooled += 1;
-                }
-                Err(e) => {
-                    self.held = Some(queued);
-                    self.modes.paused_until = Some(now + RETRY_AFTER);
-                    fault = Some(e);
-                    break;
-                }
-            }
-        }
-        // Counted once the policy has them on disk: a count read by the caller is a
-        // promise that survives a crash.
-        let committed = self.spool.commit();
-        Counters::add(&link.counters.spooled, spooled);
-        link.room.taken(|| rx.len());
-        self.publish_size(link);
-        if let Err(e) = committed {
-            self.fault(link, e, "the records just spooled may not survive a crash");
         }
         if lost > 0 {
             link.lose(lost, LossReason::Unencodable);
         }
-        if let Some(e) = fault {
-            self.fault(link, e, "spilling is paused; records wait in memory");
-        }
         took
     }
 
-    /// Feeds the outbox from the spool, up to a write's worth, and hands it the flushes
-    /// whose records have all come out of the spool.
+    /// Feeds the outbox from the spool, up to a write's worth read at once into the
+    /// outbox's reused lend buffer, and hands it the flushes whose records have all
+    /// come out of the spool.
     fn refill(&mut self, outbox: &mut Outbox, link: &Link, sti: &str) -> Result<(), GivenUp> {
         let mut fault = None;
         while outbox.planned_bytes() < WRITE_BYTES
             && self.spool.unread() > 0
             && outbox.all_encoded()
         {
-            match self.spool.next_frame() {
-                Ok(Some(frame)) => {
-                    outbox.take_spooled(frame.bytes, frame.inherited);
-                    self.read_back += 1;
+            let want = WRITE_BYTES - outbox.planned_bytes();
+            self.reads.clear();
+            match self
+                .spool
+                .read_frames(want, outbox.lend_buffer(), &mut self.reads)
+            {
+                Ok(0) => break,
+                Ok(_) => {
+                    for frame in &self.reads {
+                        outbox.take_spooled(frame.len, frame.inherited);
+                    }
+                    self.read_back += self.reads.len() as u64;
                 }
-                Ok(None) => break,
                 Err(e) => {
                     fault = Some(e);
                     break;
@@ -355,8 +385,10 @@ impl Spooled {
             e,
             "the spool is given up; what it holds stays on disk for the next client",
         );
-        if let Some(held) = self.held.take() {
-            outbox.take(held.ts, held.size_bound, held.record);
+        if !self.held.is_empty() {
+            for held in self.held.drain(..) {
+                outbox.take(held.ts, held.size_bound, held.record);
+            }
             let lost = outbox.encode(sti);
             if lost > 0 {
                 link.lose(lost, LossReason::Unencodable);
@@ -388,9 +420,8 @@ impl Spooled {
             }
         };
         // Then what is still queued, newest last.
-        let queued = self
-            .held
-            .take()
+        let held = std::mem::take(&mut self.held);
+        let queued = held
             .into_iter()
             .chain(turn.rx.try_iter().filter_map(|item| match item {
                 Item::Record(queued) => Some(queued),
@@ -500,6 +531,15 @@ fn persist_outbox(
         }
         Err(e) => Err((e, taken.into_iter().map(|t| t.0).collect())),
     }
+}
+
+/// The frames of a batch encoded back to back into `buf`, ending at `ends`.
+fn frame_slices<'a>(buf: &'a FrameBuf, ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
+    let bytes = buf.as_slice();
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    starts
+        .zip(ends.iter().copied())
+        .map(move |(start, end)| bytes.get(start..end).unwrap_or_default())
 }
 
 #[cfg(test)]
