@@ -234,7 +234,9 @@ fn close_of_a_client_whose_agent_never_reads_keeps_its_deadline_and_hands_everyt
     let report = client.close(Duration::from_secs(1));
     let took = started.elapsed();
     println!("[agent never reads] close(1 s) took {took:?}");
-    assert!(took < Duration::from_millis(1300), "close took {took:?}");
+    // Its deadline, the quarter second the threads get to stop, and a margin for a
+    // loaded machine (the write timeout, 15 s, is what waiting on the agent would take).
+    assert!(took < Duration::from_secs(3), "close took {took:?}");
     let back: Vec<u64> = report.unsent.iter().map(seq_of).collect();
     assert_eq!(back, (0..100).collect::<Vec<_>>());
     // Each keeps the time it was stamped with, to be sent again as it was.

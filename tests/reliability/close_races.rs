@@ -143,7 +143,7 @@ fn dropping_a_stuck_client_without_close_keeps_its_deadline_and_reports_the_loss
             .drop_timeout(drop_timeout)
     });
     let notifications = client.notifications();
-    let n = fill_until_blocked(&client) + OPENING;
+    let n = fill_until_blocked(&client, &_dir) + OPENING;
     let written = client.stats().written;
     let delivered = client.stats().delivered;
     let ((), took) = within("dropping the last handle", PATIENCE, move || drop(client));

@@ -117,7 +117,9 @@ fn path_turned_into(fault: PathFault) {
     let frames = agent.wait_for_frames(101, PATIENCE).unwrap();
     println!("[path is {name}] recovered {recovered:?} after the path was put right");
     assert_consecutive(&seqs(&frames), 0, 100);
-    assert!(recovered < Duration::from_secs(2), "{recovered:?}");
+    // Within a few backoff caps (200 ms) and a margin for a loaded machine, not the
+    // default backoff's 30 s.
+    assert!(recovered < Duration::from_secs(5), "{recovered:?}");
     client.close(PATIENCE);
 }
 
