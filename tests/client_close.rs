@@ -162,11 +162,19 @@ fn flush_hears_about_close() {
     send_range(&client, 0, 5);
     let flusher = {
         let client = client.clone();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            (client.flush(PATIENCE), started.elapsed())
-        })
+        std::thread::Builder::new()
+            .name("close-flusher".into())
+            .spawn(move || {
+                let started = Instant::now();
+                (client.flush(PATIENCE), started.elapsed())
+            })
+            .unwrap()
     };
+    // The flush is waiting (asleep, for the five records nobody can deliver) before
+    // close starts.
+    wait_until("the flush to wait", || {
+        thread_state("close-flusher") == Some('S')
+    });
     let report = client.close(Duration::from_millis(100));
     assert_eq!(report.unsent.len(), 5);
     let (result, took) = flusher.join().unwrap();
