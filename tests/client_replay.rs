@@ -6,14 +6,16 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use geneva_audit::Event;
 use geneva_audit::agent::TestAgent;
+use geneva_audit::{Event, LossReason};
 
 /// Sends 200 records to an agent that reads none of them, starts a flush, kills the
 /// agent while the flush waits (the kernel discards what it had not read), restarts it
-/// and sends one more: returns the records the new agent received, and the stats.
-fn crash_with_unread_data(replay: bool) -> (Vec<u64>, geneva_audit::Stats) {
+/// and sends one more: returns the records the new agent received, the stats, and the
+/// losses notified (`RecordsLost`: count and reason).
+fn crash_with_unread_data(replay: bool) -> (Vec<u64>, geneva_audit::Stats, Vec<(u64, LossReason)>) {
     let (_dir, agent, client) = stalled_with("unread", |b| b.replay_unread(replay));
+    let notifications = client.notifications();
     send_range(&client, 0, 200);
     wait_until("everything written", || {
         client.stats().written == 200 + OPENING
@@ -56,7 +58,15 @@ fn crash_with_unread_data(replay: bool) -> (Vec<u64>, geneva_audit::Stats) {
         .wait_for("the records after the crash", PATIENCE, |s| s.frames > want)
         .unwrap();
     let stats = client.close(PATIENCE).stats;
-    (seqs(&agent.frames()), stats)
+    // The stream ends at close: everything told is here.
+    let losses = notifications
+        .try_iter()
+        .filter_map(|n| match n.event {
+            Event::RecordsLost { count, reason } => Some((count, reason)),
+            _ => None,
+        })
+        .collect();
+    (seqs(&agent.frames()), stats, losses)
 }
 
 #[test]
@@ -154,7 +164,8 @@ fn agent_killed_mid_burst_loses_nothing() {
 
 #[test]
 fn records_the_crashed_agent_never_read_are_written_again() {
-    let (received, stats) = crash_with_unread_data(true);
+    let (received, stats, losses) = crash_with_unread_data(true);
+    assert_eq!(losses, []);
     assert_consecutive(&received, 0, 201);
     // The 200 and the opening record the agent had not finished reading.
     assert_eq!(stats.replayed, 201);
@@ -165,12 +176,13 @@ fn records_the_crashed_agent_never_read_are_written_again() {
 }
 
 #[test]
-fn without_the_replay_a_crash_loses_what_the_agent_had_not_read() {
-    let (received, stats) = crash_with_unread_data(false);
+fn without_the_replay_a_crash_loses_what_the_agent_had_not_read_and_says_so() {
+    let (received, stats, losses) = crash_with_unread_data(false);
     assert_eq!(received, [200]);
     assert_eq!(stats.replayed, 0);
-    // Never counted delivered: lost, and said so.
+    // Never counted delivered: lost, and said so, once, as not read.
     assert_eq!((stats.delivered, stats.lost), (2, 201));
+    assert_eq!(losses, [(201, LossReason::NotRead)]);
 }
 
 #[test]
