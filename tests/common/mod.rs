@@ -132,6 +132,12 @@ impl Pause {
 /// writer takes nothing more from the queue until the agent reads. Returns how many
 /// were accepted. Any refusal other than `QueueFull` fails the test.
 pub fn fill_until_blocked_on(client: &Client, socket: &std::path::Path) -> u64 {
+    fill_until(client, || writer_blocked_writing_to(socket))
+}
+
+/// Sends records `0..` until the queue is full and `writer_blocked` says the writer is
+/// blocked in a write; returns how many were accepted.
+pub fn fill_until(client: &Client, writer_blocked: impl Fn() -> bool) -> u64 {
     let mut n = 0u64;
     let deadline = Instant::now() + PATIENCE;
     let mut pause = Pause::new();
@@ -147,7 +153,7 @@ pub fn fill_until_blocked_on(client: &Client, socket: &std::path::Path) -> u64 {
         }
         // Full now. Blocked in a write, the writer cannot take from the queue: if it is
         // blocked after the queue was seen full, the queue is still full.
-        if writer_blocked_writing_to(socket) {
+        if writer_blocked() {
             match client.try_send(record(n)) {
                 Err(SendError::QueueFull(_)) => return n,
                 Ok(()) => n += 1,
@@ -172,8 +178,35 @@ pub fn fill_until_blocked(client: &Client, dir: &TempDir) -> u64 {
 /// The descriptors of this process connected to the Unix socket at `path` (their
 /// peer's address is that path): the client's connections to that agent.
 pub fn connected_to(path: &std::path::Path) -> Vec<i32> {
-    use std::os::fd::FromRawFd;
     use std::os::unix::net::UnixStream;
+    sockets_where(|fd| {
+        // SAFETY: the descriptor is only borrowed for `getpeername`, never closed (the
+        // stream is forgotten); a descriptor closed meanwhile fails the call.
+        #[allow(unsafe_code)]
+        let stream = std::mem::ManuallyDrop::new(unsafe {
+            <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        stream
+            .peer_addr()
+            .is_ok_and(|a| a.as_pathname() == Some(path))
+    })
+}
+
+/// The descriptors of this process connected to the TCP address `addr`.
+pub fn connected_to_tcp(addr: std::net::SocketAddr) -> Vec<i32> {
+    use std::net::TcpStream;
+    sockets_where(|fd| {
+        // SAFETY: as in `connected_to`.
+        #[allow(unsafe_code)]
+        let stream = std::mem::ManuallyDrop::new(unsafe {
+            <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        stream.peer_addr().is_ok_and(|a| a == addr)
+    })
+}
+
+/// The socket descriptors of this process for which `keep` holds.
+fn sockets_where(keep: impl Fn(i32) -> bool) -> Vec<i32> {
     let mut fds = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
         return fds;
@@ -188,15 +221,7 @@ pub fn connected_to(path: &std::path::Path) -> Vec<i32> {
         };
         let is_socket = std::fs::read_link(entry.path())
             .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-        if !is_socket {
-            continue;
-        }
-        // SAFETY: the descriptor is only borrowed for `getpeername`, never closed (the
-        // stream is forgotten); a descriptor closed meanwhile fails the call.
-        #[allow(unsafe_code)]
-        let stream = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd) });
-        let peer = stream.peer_addr();
-        if peer.is_ok_and(|a| a.as_pathname() == Some(path)) {
+        if is_socket && keep(fd) {
             fds.push(fd);
         }
     }
@@ -207,11 +232,15 @@ pub fn connected_to(path: &std::path::Path) -> Vec<i32> {
 /// `sendto` or `sendmsg`, from `/proc/self/task/*/syscall`) on a descriptor connected to
 /// the Unix socket at `path`.
 pub fn writer_blocked_writing_to(path: &std::path::Path) -> bool {
+    writer_blocked_writing_on(&connected_to(path))
+}
+
+/// Whether a writer thread of this process is blocked in a write on one of `fds`.
+pub fn writer_blocked_writing_on(fds: &[i32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     const WRITES: [u64; 4] = [1, 20, 44, 46];
     #[cfg(target_arch = "aarch64")]
     const WRITES: [u64; 4] = [64, 66, 206, 211];
-    let fds = connected_to(path);
     if fds.is_empty() {
         return false;
     }
