@@ -309,3 +309,65 @@ fn notifications_about_a_connection_come_in_the_order_things_happened() {
         "connections and their ends out of order: {story}"
     );
 }
+
+#[test]
+fn over_tcp_only_acknowledged_records_count_delivered_and_the_rest_is_written_again_after_a_crash()
+{
+    // An agent on 127.0.0.1 whose reader stops: its kernel acknowledges what fits in its
+    // receive buffer, the rest waits in the client's send buffer, unacknowledged.
+    let agent = TestAgent::tcp("127.0.0.1:0").unwrap();
+    let addr = agent.local_addr().unwrap();
+    agent.stop_reading();
+    let client = builder()
+        .tcp(addr.to_string())
+        .queue_capacity(64)
+        .send_buffer_size(Some(64 * 1024))
+        .write_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // On TCP delivered means acknowledged by the agent's kernel: a flush returns once the
+    // first record is, although the agent read nothing.
+    client.try_send(record(0)).unwrap();
+    client.flush(PATIENCE).unwrap();
+    assert_eq!(agent.status().total_frames, 0);
+    let n = fill_until_from(&client, 1, || {
+        writer_blocked_writing_on(&connected_to_tcp(addr))
+    });
+    let before = client.stats();
+    println!(
+        "[tcp, agent not reading] {n} accepted, {} written, {} delivered (acknowledged, as \
+         last seen), {} in flight",
+        before.written, before.delivered, before.in_flight
+    );
+    // Written is not delivered: the records in the client's full send buffer, not
+    // acknowledged, are in flight.
+    assert!(before.delivered > 0, "{before:?}");
+    assert!(before.in_flight > 0, "{before:?}");
+    // The agent crashes (a reset): its kernel discards what it had acknowledged and the
+    // agent had not read, and the client's unacknowledged bytes with it.
+    agent.kill();
+    assert_eq!(seqs(&agent.take_frames()), [] as [u64; 0]);
+    agent.resume_reading();
+    agent.restart().unwrap();
+    client.flush(PATIENCE).unwrap();
+    let s = client.stats();
+    assert_eq!((s.delivered, s.accepted), (n, n), "{s:?}");
+    // Everything not seen acknowledged is written again on the new connection, first,
+    // in order, and every record after it follows: the new agent gets exactly the
+    // records from the first one not seen acknowledged to the last. (Those acknowledged
+    // and never read, the first one here, died with the agent's kernel: TCP's limit,
+    // documented at `ClientBuilder::replay_unread`.)
+    let frames = agent
+        .wait_for("the records written again", PATIENCE, |st| {
+            st.frames as u64 >= n - before.delivered
+        })
+        .map(|_| agent.frames())
+        .unwrap();
+    assert_consecutive(&seqs(&frames), before.delivered, n);
+    // The records in flight, and those the blocked write finished handing over as the
+    // reset ended it, were counted as written again.
+    assert!(s.replayed >= before.in_flight, "{s:?}");
+    let report = client.close(PATIENCE);
+    assert!(report.unsent.is_empty());
+    assert_eq!(report.stats.lost, 0);
+}

@@ -138,7 +138,13 @@ pub fn fill_until_blocked_on(client: &Client, socket: &std::path::Path) -> u64 {
 /// Sends records `0..` until the queue is full and `writer_blocked` says the writer is
 /// blocked in a write; returns how many were accepted.
 pub fn fill_until(client: &Client, writer_blocked: impl Fn() -> bool) -> u64 {
-    let mut n = 0u64;
+    fill_until_from(client, 0, writer_blocked)
+}
+
+/// [`fill_until`] with records numbered from `from`; returns the number after the last
+/// accepted.
+pub fn fill_until_from(client: &Client, from: u64, writer_blocked: impl Fn() -> bool) -> u64 {
+    let mut n = from;
     let deadline = Instant::now() + PATIENCE;
     let mut pause = Pause::new();
     loop {
