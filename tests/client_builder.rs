@@ -79,10 +79,20 @@ fn huge_timeouts_and_intervals_mean_no_limit_not_a_panic() {
         .drop_timeout(Duration::MAX)
         .build()
         .unwrap();
-    client.send_timeout(record(0), Duration::MAX).unwrap();
-    client.flush(Duration::MAX).unwrap();
+    // Forever, yet each returns at once: within the test's patience, or it fails
+    // instead of hanging.
+    let c = client.clone();
+    within("send_timeout(MAX)", PATIENCE, move || {
+        c.send_timeout(record(0), Duration::MAX)
+    })
+    .0
+    .unwrap();
+    let c = client.clone();
+    within("flush(MAX)", PATIENCE, move || c.flush(Duration::MAX))
+        .0
+        .unwrap();
     agent.wait_for_frames(2, PATIENCE).unwrap();
-    let report = client.close(Duration::MAX);
+    let (report, _) = within("close(MAX)", PATIENCE, move || client.close(Duration::MAX));
     assert!(report.clean);
     assert_eq!(report.delivered, 1);
 }
