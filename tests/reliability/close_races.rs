@@ -18,8 +18,9 @@ fn close_while_producers_send_refuses_and_hands_back_without_hanging() {
     for t in 0..PRODUCERS {
         let (client, go, done_tx) = (client.clone(), Arc::clone(&go), done_tx.clone());
         thread::spawn(move || {
+            let mut pause = Pause::new();
             while !go.load(Ordering::Acquire) {
-                thread::yield_now();
+                pause.next();
             }
             let mut slowest = Duration::ZERO;
             let mut i = 0u64;
