@@ -130,14 +130,28 @@ mod tests {
 
     #[test]
     fn a_huge_maximum_does_not_overflow() {
-        let mut b = BackoffState::new(Backoff {
+        let config = Backoff {
             initial: Duration::from_secs(1),
             max: Duration::MAX,
             multiplier: 1e6,
+            full_jitter: false,
+        };
+        // Without jitter: the caps grow a million-fold, then stay at the largest
+        // duration there is, never wrapping or panicking.
+        let mut b = BackoffState::new(config);
+        let waits: Vec<Duration> = (0..100).map(|_| b.next_delay()).collect();
+        assert_eq!(waits[0], Duration::from_secs(1));
+        assert_eq!(waits[1], Duration::from_secs(1_000_000));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert_eq!(waits[99], Duration::MAX);
+        // With jitter: every wait is drawn below its cap.
+        let mut b = BackoffState::new(Backoff {
             full_jitter: true,
+            ..config
         });
-        for _ in 0..100 {
-            let _ = b.next_delay();
+        for (n, cap) in waits.iter().enumerate() {
+            let wait = b.next_delay();
+            assert!(wait <= *cap, "wait {n}: {wait:?} over its cap {cap:?}");
         }
     }
 

@@ -124,11 +124,21 @@ mod tests {
         let room = Arc::new(Room::new(8));
         let len = Arc::new(AtomicUsize::new(8));
         let woke = sleeper(&room, &len, &Arc::new(AtomicBool::new(false)));
-        // The writer drains one item at a time, down to half.
-        for left in (4..8).rev() {
+        // The writer drains one item at a time, down to half. A wake disarms the room
+        // (the sleeper re-arms only once it has run again): after each take above half
+        // the room is still armed, so that take woke nobody.
+        for left in (5..8).rev() {
             len.store(left, Ordering::SeqCst);
             room.taken(|| len.load(Ordering::SeqCst));
+            assert_eq!(
+                room.armed.load(Ordering::SeqCst),
+                1,
+                "a take with {left} left woke the sleeper"
+            );
         }
+        assert!(woke.try_recv().is_err(), "awake above half");
+        len.store(4, Ordering::SeqCst);
+        room.taken(|| len.load(Ordering::SeqCst));
         let seen = woke.recv_timeout(Duration::from_secs(20));
         assert_eq!(seen, Ok(4), "woken at half, well before its deadline");
     }

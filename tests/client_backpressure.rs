@@ -41,7 +41,7 @@ fn a_full_queue_refuses_at_once_and_hands_the_record_back() {
 #[test]
 fn send_timeout_that_finds_no_room_in_time_hands_the_record_back_as_queue_full() {
     let (_dir, _agent, client) = stalled("timeout-full");
-    fill_until_blocked(&client);
+    fill_until_blocked(&client, &_dir);
     let before = client.stats().refused_full;
     let r = record(1_000_000);
     let started = Instant::now();
@@ -103,17 +103,20 @@ fn a_sender_waiting_for_room_sleeps_and_everything_arrives_in_order() {
 fn a_backlog_is_written_a_batch_at_a_time() {
     let (_dir, agent, client) = stalled_with("batches", |b| b);
     // A queue's worth of records (2048) waits behind a writer stuck on a full socket.
-    let queued = fill_until_blocked(&client);
+    let queued = fill_until_blocked(&client, &_dir);
     let before = client.stats();
     agent.resume_reading();
     client.flush(PATIENCE).unwrap();
     let after = client.stats();
     let records = after.written - before.written;
     let writes = after.writes - before.writes;
+    println!("{records} records in {writes} writes");
     assert!(records >= 2048, "{records} records");
-    // About 64 KiB of frames per write: a hundred or so of these records each.
+    // Up to 64 KiB of frames per write, about 115 of these records; a write the socket
+    // takes only in part counts as one too (85 records a write when measured on the
+    // project's VM). At least 40 a write on average: batches, not a write per record.
     assert!(
-        writes * 10 <= records,
+        writes * 40 <= records,
         "{writes} writes for {records} records"
     );
     agent

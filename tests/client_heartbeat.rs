@@ -39,14 +39,27 @@ fn no_heartbeat_before_the_first_record() {
         .unwrap();
     agent.wait_for_connections(1, PATIENCE).unwrap();
     client.flush(PATIENCE).unwrap();
-    assert!(agent.frames().is_empty());
+    // An absence needs a window to be seen in: 200 heartbeat intervals, connected.
+    let frame_came = agent.wait_for("a frame", Duration::from_millis(200), |s| s.frames > 0);
+    assert!(frame_came.is_err(), "{:?}", agent.frames());
+    assert_eq!(client.stats().heartbeats_sent, 0);
+    // The same connection does send them once a record went: the window could see one.
+    client.try_send(record(0)).unwrap();
+    let frames = agent.wait_for_frames(3, PATIENCE).unwrap();
+    assert_eq!(seq(&frames[0]), Some(0));
+    assert!(frames[1..].iter().all(|f| f.tag == "AsmAuditHB"));
     client.close(PATIENCE);
 }
 
 #[test]
 fn a_heartbeat_that_could_not_be_written_does_not_hold_up_flush() {
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+    // An agent of our own that reads everything, then shuts down its reading side: the
+    // connection still looks alive to the client (nothing to read, nothing unread), but
+    // the next write on it, a heartbeat's, fails with EPIPE.
     let dir = TempDir::new("stale-heartbeat");
-    let agent = TestAgent::unix(dir.socket()).unwrap();
+    let listener = UnixListener::bind(dir.socket()).unwrap();
     let client = builder()
         .unix_socket(dir.socket())
         .replay_unread(false)
@@ -54,20 +67,40 @@ fn a_heartbeat_that_could_not_be_written_does_not_hold_up_flush() {
         .build()
         .unwrap();
     let notifications = client.notifications();
+    let (socket, _) = listener.accept().unwrap();
+    let reader = {
+        let mut socket = socket.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            // Ends when the reading side is shut down (read returns 0).
+            while socket.read(&mut buf).is_ok_and(|n| n > 0) {}
+        })
+    };
     send_range(&client, 0, 1);
     client.flush(PATIENCE).unwrap();
-    agent.wait_for_frames(2, PATIENCE).unwrap();
-    agent.kill();
-    // A heartbeat comes due and its write fails, or the writer finds the agent gone
-    // first: either way the client is left with nothing to write.
-    loop {
+    wait_until("a heartbeat read", || {
+        let s = client.stats();
+        s.heartbeats_sent >= 1 && s.bytes_written > 0
+    });
+    socket.shutdown(std::net::Shutdown::Read).unwrap();
+    reader.join().unwrap();
+    let failure = loop {
         let n = notifications
             .recv_timeout(PATIENCE)
-            .expect("the agent's end noticed");
-        if matches!(n.event, Event::WriteFailed { .. } | Event::AgentLeft { .. }) {
-            break;
+            .expect("the heartbeat's failed write");
+        match n.event {
+            Event::WriteFailed {
+                kind,
+                pending_records,
+                ..
+            } => break (kind, pending_records),
+            Event::AgentLeft { .. } => panic!("the agent cannot be seen to leave: {n:?}"),
+            _ => {}
         }
-    }
+    };
+    // Nothing but the heartbeat was being written: no record waits for the next
+    // connection, and the heartbeat is dropped, not kept.
+    assert_eq!(failure, (std::io::ErrorKind::BrokenPipe, 0));
     let started = Instant::now();
     client.flush(PATIENCE).unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -75,7 +108,9 @@ fn a_heartbeat_that_could_not_be_written_does_not_hold_up_flush() {
     let report = client.close(PATIENCE);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(report.unsent.is_empty());
-    // A failed write was a heartbeat's (nothing else was written): counted dropped.
     let s = report.stats;
-    assert!(s.write_errors == 0 || s.heartbeats_dropped >= 1, "{s:?}");
+    assert!(s.write_errors >= 1, "{s:?}");
+    assert!(s.heartbeats_dropped >= 1, "{s:?}");
+    assert_eq!((s.delivered, s.lost), (1, 0), "{s:?}");
+    drop(socket);
 }

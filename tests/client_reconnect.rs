@@ -116,12 +116,19 @@ fn an_agent_that_drops_every_connection_is_not_reconnected_to_in_a_hot_loop() {
     agent.set_refuse_connections(true);
     let client = builder().unix_socket(dir.socket()).build().unwrap();
     send_range(&client, 0, 20);
-    // The passage of time is what is measured here: a second of a crash-looping agent.
+    // The passage of time is what is measured here: a second (or more, on a loaded
+    // machine) of a crash-looping agent.
+    let started = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
     let s = client.stats();
+    let window = started.elapsed().as_secs_f64();
     // Backoff from 5 ms to 50 ms allows about 25 attempts a second; a hot loop made
     // thousands.
-    assert!(s.connects <= 60, "{} connections in a second", s.connects);
+    assert!(
+        s.connects as f64 <= 60.0 * window.ceil(),
+        "{} connections in {window:.2} s",
+        s.connects
+    );
     assert!(s.connects >= 3, "the client stopped trying: {s:?}");
     drop(agent);
     client.close(Duration::ZERO);
@@ -142,12 +149,9 @@ fn a_connection_that_worked_starts_the_backoff_over() {
     send_range(&client, 0, 1);
     client.flush(PATIENCE).unwrap();
     agent.wait_for_frames(2, PATIENCE).unwrap();
-    // A connection counts as good once the agent read from it or it lasted a second:
-    // past that second, both hold.
-    let handed_over = Instant::now();
-    wait_until("the connection to last a second", || {
-        handed_over.elapsed() > Duration::from_millis(1100)
-    });
+    // A connection counts as good once the agent read from it (or it lasted a second):
+    // the flush returned, so the kernel showed the agent reading record 0 from it.
+    assert_eq!(client.stats().delivered, 1);
     let _earlier: Vec<_> = notifications.try_iter().collect();
     agent.kill();
     // The idle writer learns of the death from its next write.

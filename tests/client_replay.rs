@@ -6,14 +6,16 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use geneva_audit::Event;
 use geneva_audit::agent::TestAgent;
+use geneva_audit::{Event, LossReason};
 
-/// Sends 200 records to an agent that reads none of them, kills it (the kernel discards
-/// what it had not read), restarts it and sends one more: returns the records the new
-/// agent received, and the stats.
-fn crash_with_unread_data(replay: bool) -> (Vec<u64>, geneva_audit::Stats) {
+/// Sends 200 records to an agent that reads none of them, starts a flush, kills the
+/// agent while the flush waits (the kernel discards what it had not read), restarts it
+/// and sends one more: returns the records the new agent received, the stats, and the
+/// losses notified (`RecordsLost`: count and reason).
+fn crash_with_unread_data(replay: bool) -> (Vec<u64>, geneva_audit::Stats, Vec<(u64, LossReason)>) {
     let (_dir, agent, client) = stalled_with("unread", |b| b.replay_unread(replay));
+    let notifications = client.notifications();
     send_range(&client, 0, 200);
     wait_until("everything written", || {
         client.stats().written == 200 + OPENING
@@ -23,31 +25,48 @@ fn crash_with_unread_data(replay: bool) -> (Vec<u64>, geneva_audit::Stats) {
         1,
         "only the opening record was read"
     );
+    // A flush waiting for the 201 unread records when the agent dies.
+    let name = if replay {
+        "flush-replay"
+    } else {
+        "flush-noreplay"
+    };
+    let flusher = {
+        let client = client.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || client.flush(PATIENCE))
+            .unwrap()
+    };
+    wait_until("the flush to wait", || thread_state(name) == Some('S'));
     agent.kill();
     agent.take_frames();
     agent.resume_reading();
     agent.restart().unwrap();
-    send_range(&client, 200, 1);
-    let flushed = client.flush(PATIENCE);
+    let flushed = flusher.join().unwrap();
     if replay {
-        flushed.unwrap();
+        // Written again on the new connection, and read there.
+        assert_eq!(flushed, Ok(()));
     } else {
-        // A flush hears of the losses while it waits; the writer may also have found
-        // the crash (and said so) before the flush came.
-        assert!(
-            matches!(
-                flushed,
-                Ok(()) | Err(geneva_audit::FlushError::Lost { count: 201 })
-            ),
-            "{flushed:?}"
-        );
+        // The flush hears of the losses while it waits.
+        assert_eq!(flushed, Err(geneva_audit::FlushError::Lost { count: 201 }));
     }
+    send_range(&client, 200, 1);
+    client.flush(PATIENCE).unwrap();
     let want = if replay { 201 } else { 1 };
     agent
         .wait_for("the records after the crash", PATIENCE, |s| s.frames > want)
         .unwrap();
     let stats = client.close(PATIENCE).stats;
-    (seqs(&agent.frames()), stats)
+    // The stream ends at close: everything told is here.
+    let losses = notifications
+        .try_iter()
+        .filter_map(|n| match n.event {
+            Event::RecordsLost { count, reason } => Some((count, reason)),
+            _ => None,
+        })
+        .collect();
+    (seqs(&agent.frames()), stats, losses)
 }
 
 #[test]
@@ -145,7 +164,8 @@ fn agent_killed_mid_burst_loses_nothing() {
 
 #[test]
 fn records_the_crashed_agent_never_read_are_written_again() {
-    let (received, stats) = crash_with_unread_data(true);
+    let (received, stats, losses) = crash_with_unread_data(true);
+    assert_eq!(losses, []);
     assert_consecutive(&received, 0, 201);
     // The 200 and the opening record the agent had not finished reading.
     assert_eq!(stats.replayed, 201);
@@ -156,12 +176,13 @@ fn records_the_crashed_agent_never_read_are_written_again() {
 }
 
 #[test]
-fn without_the_replay_a_crash_loses_what_the_agent_had_not_read() {
-    let (received, stats) = crash_with_unread_data(false);
+fn without_the_replay_a_crash_loses_what_the_agent_had_not_read_and_says_so() {
+    let (received, stats, losses) = crash_with_unread_data(false);
     assert_eq!(received, [200]);
     assert_eq!(stats.replayed, 0);
-    // Never counted delivered: lost, and said so.
+    // Never counted delivered: lost, and said so, once, as not read.
     assert_eq!((stats.delivered, stats.lost), (2, 201));
+    assert_eq!(losses, [(201, LossReason::NotRead)]);
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! waiting for room in `send_timeout` when the queue is full), the queue, the writer, the
 //! encoder and a real Unix socket, counted by a global allocator.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Read;
@@ -129,9 +131,10 @@ fn send_all(client: &Client, from: u64, count: u64, wait: bool) {
 
 fn wait_written(client: &Client, target: u64) {
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut pause = common::Pause::new();
     while client.stats().written < target {
         assert!(Instant::now() < deadline, "timed out: {:?}", client.stats());
-        std::thread::yield_now();
+        pause.next();
     }
 }
 
@@ -148,7 +151,7 @@ fn steady_state_pipeline_allocates_nothing() {
         let mut total = 0u64;
         loop {
             while PAUSED.load(Ordering::SeqCst) {
-                std::thread::yield_now();
+                std::thread::sleep(Duration::from_millis(1));
             }
             match stream.read(&mut buf) {
                 Ok(0) | Err(_) => return total,
@@ -175,8 +178,8 @@ fn steady_state_pipeline_allocates_nothing() {
     PAUSED.store(true, Ordering::SeqCst);
     let mut n = 40_000;
     let deadline = Instant::now() + Duration::from_secs(300);
-    let (mut still, mut last) = (0, 0);
-    while still < 10_000 {
+    let mut pause = common::Pause::new();
+    loop {
         assert!(
             Instant::now() < deadline,
             "never filled: {:?}",
@@ -184,13 +187,12 @@ fn steady_state_pipeline_allocates_nothing() {
         );
         match client.try_send(static_record(n)) {
             Ok(()) => n += 1,
-            Err(SendError::QueueFull(_)) => {
-                // Full, and the writer has stopped writing: it is stuck on the socket.
-                let written = client.stats().written;
-                still = if written == last { still + 1 } else { 0 };
-                last = written;
-                std::thread::yield_now();
+            // Full, and the kernel shows the writer blocked in a write to the paused
+            // reader: it is stuck on the socket (and cannot take from the queue).
+            Err(SendError::QueueFull(_)) if common::writer_blocked_writing_to(&path) => {
+                break;
             }
+            Err(SendError::QueueFull(_)) => pause.next(),
             Err(e) => panic!("refused: {e}"),
         }
     }

@@ -241,7 +241,7 @@ fn behind_a_stuck_agent_the_gauges_show_the_backlog() {
     let (_dir, _agent, client) = stalled("otel-stuck");
     let (provider, exporter) = meter_provider();
     let _metrics = geneva_audit::otel::register(&client, &provider.meter("geneva-audit"));
-    fill_until_blocked(&client);
+    fill_until_blocked(&client, &_dir);
     assert!(client.try_send(record(u64::MAX)).is_err());
 
     // The writer sits in a blocked write: the counters hold still while we compare

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use geneva_audit::agent::TestAgent;
 
-use crate::common::{PATIENCE, TempDir};
+use crate::common::{PATIENCE, Pause, TempDir, output_within, wait_within};
 use crate::{BIN, Killed, text};
 
 /// The `$ ` lines of the manual's `console` blocks.
@@ -53,13 +53,16 @@ fn every_command_in_the_manual_exits_0() {
             listen_starts_and_stops_cleanly(command);
             continue;
         }
-        let out = Command::new("sh")
+        let child = Command::new("sh")
             .arg("-c")
             .arg(shell_line(command, &dir.0))
             .current_dir(root)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let out = output_within(child, PATIENCE);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -84,14 +87,15 @@ fn listen_starts_and_stops_cleanly(command: &str) {
     );
     let socket = dir.socket();
     let deadline = Instant::now() + PATIENCE;
+    let mut pause = Pause::new();
     while !socket.exists() {
         assert!(child.0.try_wait().unwrap().is_none(), "{command} exited");
         assert!(Instant::now() < deadline, "{command}: no socket");
-        std::thread::yield_now();
+        pause.next();
     }
     let pid = i32::try_from(child.0.id()).unwrap();
     // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = child.0.wait().unwrap();
+    let status = wait_within(&mut child.0, PATIENCE);
     assert_eq!(status.code(), Some(0), "{command}");
 }

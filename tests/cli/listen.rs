@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use geneva_audit::Client;
 use serde_json::Value as Json;
@@ -27,13 +27,14 @@ fn listen_prints_received_frames_as_json() {
     );
 
     let deadline = Instant::now() + PATIENCE;
+    let mut pause = common::Pause::new();
     while !socket.exists() {
         assert!(child.0.try_wait().unwrap().is_none(), "listen exited early");
         assert!(
             Instant::now() < deadline,
             "no socket file after {PATIENCE:?}"
         );
-        std::thread::yield_now();
+        pause.next();
     }
 
     // Read lines on a thread, so a missing line fails the test instead of hanging it.
@@ -91,13 +92,14 @@ fn start_listen(socket: &Path, stdout: Stdio) -> Killed {
             .expect("start geneva-audit listen"),
     );
     let deadline = Instant::now() + PATIENCE;
+    let mut pause = common::Pause::new();
     while !socket.exists() {
         assert!(child.0.try_wait().unwrap().is_none(), "listen exited early");
         assert!(
             Instant::now() < deadline,
             "no socket file after {PATIENCE:?}"
         );
-        std::thread::yield_now();
+        pause.next();
     }
     child
 }
@@ -111,17 +113,7 @@ fn listen_removes_its_socket_on_sigterm_and_sigint() {
         let pid = i32::try_from(child.0.id()).unwrap();
         // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        let deadline = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = child.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "listen still runs after {PATIENCE:?}"
-            );
-            std::thread::yield_now();
-        };
+        let status = common::wait_within(&mut child.0, PATIENCE);
         assert_eq!(status.code(), Some(0), "signal {signal}");
         assert!(
             !socket.exists(),
@@ -162,23 +154,17 @@ fn listen_stops_reading_while_its_output_is_blocked() {
         client.try_send(common::record(i)).unwrap();
     }
     // Far more than a pipe and two socket buffers hold: listen must stop taking them.
-    // Wait until the delivered count rests for a second (or reaches them all).
-    let deadline = Instant::now() + PATIENCE;
-    let (mut delivered, mut since) = (0, Instant::now());
-    loop {
-        let now = client.stats().delivered;
-        assert!(
-            now < n,
-            "listen read every record while its stdout was blocked"
-        );
-        if now != delivered {
-            (delivered, since) = (now, Instant::now());
-        } else if since.elapsed() >= Duration::from_secs(1) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "delivered never rested");
-        std::thread::park_timeout(Duration::from_millis(10));
-    }
+    // Wait until the kernel shows the client's writer blocked in a write to listen's
+    // socket (the socket buffers are full: listen stopped reading), or everything was
+    // delivered (it did not).
+    common::wait_until("listen to stop reading", || {
+        client.stats().delivered >= n || common::writer_blocked_writing_to(&socket)
+    });
+    let delivered = client.stats().delivered;
+    assert!(
+        delivered < n,
+        "listen read every record while its stdout was blocked"
+    );
     assert!(
         delivered < n / 2,
         "{delivered} of {n} read with stdout blocked"

@@ -17,6 +17,8 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value as Json;
 
+use common::{PATIENCE, output_within};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_geneva-audit");
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -37,7 +39,7 @@ pub fn run(args: &[&str], stdin: impl AsRef<[u8]>) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = stdin_pipe.write_all(&input);
     });
-    let out = child.wait_with_output().expect("wait for geneva-audit");
+    let out = output_within(child, PATIENCE);
     writer.join().expect("stdin writer");
     out
 }

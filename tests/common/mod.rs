@@ -99,26 +99,178 @@ pub fn send_range(client: &Client, from: u64, n: u64) {
 /// Waits until `cond` holds or `PATIENCE` passes (then panics with `what`).
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
+    let mut pause = Pause::new();
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
+        pause.next();
     }
 }
 
-/// Sends records `0..` until one waits 50 ms for room in vain: the socket buffers and the
-/// queue are full and the writer is blocked in a write. Returns how many were accepted.
-pub fn fill_until_blocked(client: &Client) -> u64 {
-    let mut n = 0u64;
-    wait_until("a blocked writer", || {
-        match client.send_timeout(record(n), Duration::from_millis(50)) {
+/// The pause between two looks at a condition: a yield first, then sleeps growing to
+/// 4 ms, so a waiting test leaves the CPU to the threads it waits for (two cores are
+/// shared with everything else) and still sees the condition soon after it holds.
+pub struct Pause(u32);
+
+impl Pause {
+    pub fn new() -> Pause {
+        Pause(0)
+    }
+
+    pub fn next(&mut self) {
+        if self.0 == 0 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50u64 << self.0.min(7)));
+        }
+        self.0 += 1;
+    }
+}
+
+/// Sends records `0..` until the queue is full and the client's writer is blocked in a
+/// write to the agent at `socket` (the kernel says so: the thread's system call, on the
+/// descriptor connected to that agent). The socket buffers are then full too: the
+/// writer takes nothing more from the queue until the agent reads. Returns how many
+/// were accepted. Any refusal other than `QueueFull` fails the test.
+pub fn fill_until_blocked_on(client: &Client, socket: &std::path::Path) -> u64 {
+    fill_until(client, || writer_blocked_writing_to(socket))
+}
+
+/// Sends records `0..` until the queue is full and `writer_blocked` says the writer is
+/// blocked in a write; returns how many were accepted.
+pub fn fill_until(client: &Client, writer_blocked: impl Fn() -> bool) -> u64 {
+    fill_until_from(client, 0, writer_blocked)
+}
+
+/// [`fill_until`] with records numbered from `from`; returns the number after the last
+/// accepted.
+pub fn fill_until_from(client: &Client, from: u64, writer_blocked: impl Fn() -> bool) -> u64 {
+    let mut n = from;
+    let deadline = Instant::now() + PATIENCE;
+    let mut pause = Pause::new();
+    loop {
+        match client.try_send(record(n)) {
             Ok(()) => {
                 n += 1;
-                false
+                pause = Pause::new();
+                continue;
             }
-            Err(_) => true,
+            Err(SendError::QueueFull(_)) => {}
+            Err(e) => panic!("record {n} refused: {e}"),
         }
-    });
-    n
+        // Full now. Blocked in a write, the writer cannot take from the queue: if it is
+        // blocked after the queue was seen full, the queue is still full.
+        if writer_blocked() {
+            match client.try_send(record(n)) {
+                Err(SendError::QueueFull(_)) => return n,
+                Ok(()) => n += 1,
+                Err(e) => panic!("record {n} refused: {e}"),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writer never blocked in a write: {:?}",
+            client.stats()
+        );
+        pause.next();
+    }
+}
+
+/// [`fill_until_blocked_on`] for a client of the agent at [`TempDir::socket`] of the
+/// directory a [`stalled`] client was made in.
+pub fn fill_until_blocked(client: &Client, dir: &TempDir) -> u64 {
+    fill_until_blocked_on(client, &dir.socket())
+}
+
+/// The descriptors of this process connected to the Unix socket at `path` (their
+/// peer's address is that path): the client's connections to that agent.
+pub fn connected_to(path: &std::path::Path) -> Vec<i32> {
+    use std::os::unix::net::UnixStream;
+    sockets_where(|fd| {
+        // SAFETY: the descriptor is only borrowed for `getpeername`, never closed (the
+        // stream is forgotten); a descriptor closed meanwhile fails the call.
+        #[allow(unsafe_code)]
+        let stream = std::mem::ManuallyDrop::new(unsafe {
+            <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        stream
+            .peer_addr()
+            .is_ok_and(|a| a.as_pathname() == Some(path))
+    })
+}
+
+/// The descriptors of this process connected to the TCP address `addr`.
+pub fn connected_to_tcp(addr: std::net::SocketAddr) -> Vec<i32> {
+    use std::net::TcpStream;
+    sockets_where(|fd| {
+        // SAFETY: as in `connected_to`.
+        #[allow(unsafe_code)]
+        let stream = std::mem::ManuallyDrop::new(unsafe {
+            <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        stream.peer_addr().is_ok_and(|a| a == addr)
+    })
+}
+
+/// The socket descriptors of this process for which `keep` holds.
+fn sockets_where(keep: impl Fn(i32) -> bool) -> Vec<i32> {
+    let mut fds = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return fds;
+    };
+    for entry in entries.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if is_socket && keep(fd) {
+            fds.push(fd);
+        }
+    }
+    fds
+}
+
+/// Whether a writer thread of this process is blocked in a write (`write`, `writev`,
+/// `sendto` or `sendmsg`, from `/proc/self/task/*/syscall`) on a descriptor connected to
+/// the Unix socket at `path`.
+pub fn writer_blocked_writing_to(path: &std::path::Path) -> bool {
+    writer_blocked_writing_on(&connected_to(path))
+}
+
+/// Whether a writer thread of this process is blocked in a write on one of `fds`.
+pub fn writer_blocked_writing_on(fds: &[i32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const WRITES: [u64; 4] = [1, 20, 44, 46];
+    #[cfg(target_arch = "aarch64")]
+    const WRITES: [u64; 4] = [64, 66, 206, 211];
+    if fds.is_empty() {
+        return false;
+    }
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "geneva-audit-wr" {
+            continue;
+        }
+        let call = std::fs::read_to_string(task.path().join("syscall")).unwrap_or_default();
+        let mut fields = call.split_whitespace();
+        let nr = fields.next().and_then(|f| f.parse::<u64>().ok());
+        let fd = fields
+            .next()
+            .and_then(|f| i64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+        if let (Some(nr), Some(fd)) = (nr, fd) {
+            if WRITES.contains(&nr) && fds.contains(&(fd as i32)) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Asserts `try_send` refused with `QueueFull` and gave back the record.
@@ -191,6 +343,7 @@ pub fn vm_rss_kib() -> u64 {
 /// Waits until `cond` holds or `timeout` passes; returns whether it held.
 pub fn wait_until_within(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
+    let mut pause = Pause::new();
     loop {
         if cond() {
             return true;
@@ -198,7 +351,7 @@ pub fn wait_until_within(timeout: Duration, mut cond: impl FnMut() -> bool) -> b
         if Instant::now() >= deadline {
             return cond();
         }
-        std::thread::yield_now();
+        pause.next();
     }
 }
 
@@ -316,4 +469,55 @@ pub fn fill_queue(client: &Client) -> u64 {
         assert!(accepted < 1_000_000, "the queue never filled");
     }
     accepted
+}
+
+/// A child process killed and reaped when the test ends, however it ends (a panic
+/// included): no test leaves a process behind.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit; kills it and fails the test otherwise.
+pub fn wait_within(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Pause::new();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not exit within {timeout:?}", child.id());
+        }
+        pause.next();
+    }
+}
+
+/// Collects `child`'s stdout and stderr (when piped) until it exits, within `timeout`;
+/// kills it and fails the test otherwise.
+pub fn output_within(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
+    use std::io::Read;
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = wait_within(&mut child, timeout);
+    std::process::Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
 }

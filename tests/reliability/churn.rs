@@ -93,4 +93,7 @@ fn a_thousand_reconnects_leak_no_descriptor_and_no_thread() {
     assert_eq!(s.lost, report.unsent.len() as u64);
     // Every record arrived, in order (each was read before its connection was dropped).
     assert_consecutive(&firsts, 0, sent);
+    // And once: each was confirmed read (flush) before its connection was dropped, so
+    // no new connection has anything to write again.
+    assert_eq!(duplicates, 0, "one record arrived {most} times");
 }

@@ -204,7 +204,15 @@ fn agent_crashing_repeatedly_loses_nothing_with_the_replay() {
         r.gaps()
     );
     assert_eq!(r.out_of_order, 0, "{:?}", r.first_disorder);
-    assert_eq!(r.received, r.n + r.duplicates);
+    // A record arrives twice only if it was written twice: replayed after a crash, or
+    // its frame cut by one and written whole again.
+    assert!(
+        r.duplicates <= r.stats.replayed + r.stats.retried,
+        "{} duplicates, {} replayed, {} retried",
+        r.duplicates,
+        r.stats.replayed,
+        r.stats.retried
+    );
     let s = r.stats;
     assert_eq!((s.accepted, s.written, s.lost), (r.n, r.n, 0));
 }

@@ -53,6 +53,10 @@ fn build() -> &'static str {
 /// machine is slow).
 const LONG: Duration = Duration::from_secs(120);
 
+/// The longest `close(1 s)` may take: its deadline, the quarter second its threads get
+/// to stop, and 1.75 s for a loaded 2-core machine's preemptions.
+const CLOSE_1S_BOUND: Duration = Duration::from_secs(3);
+
 /// The `t` custom value of a record frame (the producer thread), if any.
 fn thread_of(frame: &ReceivedFrame) -> Option<u64> {
     frame.custom("t").and_then(|v| v.as_u64())

@@ -68,10 +68,10 @@ fn agent_that_never_reads_never_blocks_try_send_and_close_hands_back_the_rest() 
         timed_out.0,
         timed_out.1,
     );
-    // Never blocks: not even the slowest call comes near the write timeout the writer
-    // is stuck in.
+    // Never blocks: no call waits for the write the writer is stuck in (it lasts the
+    // write timeout); a preempted call on a loaded machine takes milliseconds, not that.
     assert!(percentile(&latencies, 99.9) < Duration::from_millis(20));
-    assert!(*latencies.last().unwrap() < write_timeout / 2);
+    assert!(*latencies.last().unwrap() < write_timeout);
 
     let closing = client.clone();
     let (report, took) = within("close(1 s)", PATIENCE, move || {
@@ -91,7 +91,10 @@ fn agent_that_never_reads_never_blocks_try_send_and_close_hands_back_the_rest() 
         s.replayed,
         s.write_errors
     );
-    assert!(took < Duration::from_millis(1500), "close took {took:?}");
+    // Its deadline, the quarter second the threads get to stop, and a margin for a
+    // loaded machine: far below the write timeout plus a reconnection it would take to
+    // wait for the stuck write.
+    assert!(took < CLOSE_1S_BOUND, "close took {took:?}");
     assert!(report.clean);
     assert_eq!(s.accepted, accepted);
     assert_eq!(s.accepted, s.written + s.lost, "{s:?}");

@@ -2,6 +2,12 @@
 //! from the plain inputs the record was built from, without the crate's encoder. Shared
 //! by the proptest round trip (`tests/encode_props.rs`) and the fuzz target
 //! (`fuzz/fuzz_targets/encode.rs`), which generate those inputs in their own ways.
+//!
+//! The judge is not the crate: tags, wire names and the numeric order of the enums come
+//! from the wire contract, `tests/fixtures/WIRE.md` (its "Envelope" and "Names on the
+//! wire"), written out below, not from the crate's `tag()`, `wire_name()` or
+//! discriminants. The matches are exhaustive, so a new variant fails to build here
+//! until the contract says how it goes on the wire.
 
 use geneva_audit::{
     CallerIdentityType, MessageKind, OperationCategory, OperationResult, OperationType, Value,
@@ -32,6 +38,84 @@ pub struct Plain<'a> {
     pub result: OperationResult,
 }
 
+/// WIRE.md, Envelope: "Tags: DataPlane `AsmAuditDP`, ControlPlane `AsmAuditCP`,
+/// Heartbeat `AsmAuditHB`, Diagnostic `AsmAuditDG`".
+pub fn tag(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::DataPlane => "AsmAuditDP",
+        MessageKind::ControlPlane => "AsmAuditCP",
+        MessageKind::Heartbeat => "AsmAuditHB",
+        MessageKind::Diagnostic => "AsmAuditDG",
+    }
+}
+
+/// WIRE.md, Names on the wire: "OperationType: 1 `Read`, 2 `Update`, 3 `Create`,
+/// 4 `Delete`".
+pub fn operation_type(t: OperationType) -> &'static str {
+    match t {
+        OperationType::Read => "Read",
+        OperationType::Update => "Update",
+        OperationType::Create => "Create",
+        OperationType::Delete => "Delete",
+    }
+}
+
+/// WIRE.md, Names on the wire: "OperationResult: 1 `Success`, 2 `Failure`".
+pub fn operation_result(r: OperationResult) -> &'static str {
+    match r {
+        OperationResult::Success => "Success",
+        OperationResult::Failure => "Failure",
+    }
+}
+
+/// WIRE.md, Names on the wire: each category's number (its sort order) and name.
+pub fn category(c: OperationCategory) -> (u8, &'static str) {
+    use OperationCategory as C;
+    match c {
+        C::Other => (1, "OCOther"),
+        C::UserManagement => (2, "UserManagement"),
+        C::GroupManagement => (3, "GroupManagement"),
+        C::Authentication => (4, "Authentication"),
+        C::Authorization => (5, "Authorization"),
+        C::RoleManagement => (6, "RoleManagement"),
+        C::ApplicationManagement => (7, "ApplicationManagement"),
+        C::KeyManagement => (8, "KeyManagement"),
+        C::DirectoryManagement => (9, "DirectoryManagement"),
+        C::ResourceManagement => (10, "ResourceManagement"),
+        C::PolicyManagement => (11, "PolicyManagement"),
+        C::DeviceManagement => (12, "DeviceManagement"),
+        C::EntitlementManagement => (13, "EntitlementManagement"),
+        C::PasswordManagement => (14, "PasswordManagement"),
+        C::IdentityProtection => (15, "IdentityProtection"),
+        C::ObjectManagement => (16, "ObjectManagement"),
+        C::ProvisioningManagement => (17, "ProvisioningManagement"),
+        C::CustomerFacing => (18, "CustomerFacing"),
+        C::Euii => (19, "EUII"),
+    }
+}
+
+/// WIRE.md, Names on the wire: each caller identity type's number (its order in the
+/// identities map) and name.
+pub fn identity_type(t: CallerIdentityType) -> (u8, &'static str) {
+    use CallerIdentityType as T;
+    match t {
+        T::Other => (1, "CIOther"),
+        T::Upn => (2, "UPN"),
+        T::Puid => (3, "PUID"),
+        T::ObjectId => (4, "ObjectID"),
+        T::Certificate => (5, "Certificate"),
+        T::Claim => (6, "Claim"),
+        T::Username => (7, "Username"),
+        T::AccessKeyName => (8, "AccessKeyName"),
+        T::SubscriptionId => (9, "SubscriptionID"),
+        T::ApplicationId => (10, "ApplicationID"),
+        T::TenantId => (11, "TenantID"),
+        T::TokenId => (12, "TokenID"),
+        T::SasUrl => (13, "SasURL"),
+        T::System => (14, "System"),
+    }
+}
+
 pub fn s(text: &str) -> Mp {
     Mp::from(text)
 }
@@ -55,25 +139,23 @@ pub fn mp_value(v: &Value) -> Mp {
 /// type in enum order, resources grouped by type in first-seen order, custom data as
 /// written.
 pub fn expected(p: &Plain<'_>) -> Mp {
-    // Identities grouped by type, types in enum order, in insertion order within a type.
+    // Identities grouped by type, types in the contract's numeric order, in insertion
+    // order within a type.
     let mut ids = p.identities.clone();
-    ids.sort_by_key(|(kind, ..)| *kind as u8);
+    ids.sort_by_key(|(kind, ..)| identity_type(*kind).0);
     let mut id_groups: Vec<(Mp, Mp)> = Vec::new();
     for group in ids.chunk_by(|a, b| a.0 == b.0) {
         let items = group
             .iter()
             .map(|(_, id, desc)| Mp::Map(vec![(s("Identity"), s(id)), (s("Description"), s(desc))]))
             .collect();
-        id_groups.push((s(group[0].0.wire_name()), Mp::Array(items)));
+        id_groups.push((s(identity_type(group[0].0).1), Mp::Array(items)));
     }
 
-    let mut cats: Vec<u8> = p.categories.iter().map(|c| *c as u8).collect();
+    let mut cats: Vec<(u8, &str)> = p.categories.iter().map(|c| category(*c)).collect();
     cats.sort_unstable();
     cats.dedup();
-    let cats = cats
-        .into_iter()
-        .map(|n| s(OperationCategory::from_repr(n).expect("valid").wire_name()))
-        .collect();
+    let cats = cats.into_iter().map(|(_, name)| s(name)).collect();
 
     // Resource types in first-seen order, resources of a type in insertion order.
     let mut types: Vec<&str> = Vec::new();
@@ -136,11 +218,11 @@ pub fn expected(p: &Plain<'_>) -> Mp {
         (s("OperationResultDescription"), s(p.result_description)),
         (s("CallerAgent"), s(p.caller_agent)),
         (s("OperationCategoryDescription"), s(p.category_description)),
-        (s("OperationType"), s(p.operation_type.wire_name())),
-        (s("OperationResult"), s(p.result.wire_name())),
+        (s("OperationType"), s(operation_type(p.operation_type))),
+        (s("OperationResult"), s(operation_result(p.result))),
     ]);
     Mp::Array(vec![
-        s(p.kind.tag()),
+        s(tag(p.kind)),
         Mp::Array(vec![Mp::Array(vec![Mp::from(p.ts), Mp::Map(body)])]),
         Mp::Map(vec![(s("TimeFormat"), s("DateTime"))]),
     ])
