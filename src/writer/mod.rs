@@ -304,18 +304,20 @@ impl Writer {
     /// `n` of the `len` bytes of a chunk were handed to the kernel.
     fn on_written(&mut self, heartbeat: bool, n: usize, len: usize) {
         let counters = &self.link.counters;
-        let (records, heartbeat_done) = self.outbox.on_written(heartbeat, n);
+        let wrote = self.outbox.on_written(heartbeat, n);
         Counters::add(&counters.bytes_written, n as u64);
         Counters::add(&counters.writes, 1);
-        if heartbeat_done {
+        if wrote.heartbeat {
             Counters::add(&counters.heartbeats_sent, 1);
         }
-        Counters::add(&counters.written, records as u64);
+        Counters::add(&counters.written, wrote.records as u64);
         self.read_wait = READ_WAIT_MIN;
         let Some(current) = self.current.as_mut() else {
             return;
         };
-        match current.on_written(records, n, len) {
+        // Every record frame counts towards the next look at the agent's reads, an
+        // earlier client's spooled ones too: the outbox keeps them until they are read.
+        match current.on_written(wrote.frames, n, len) {
             AfterWrite::Nothing => {}
             AfterWrite::ConfirmAll => self.confirm(0),
             AfterWrite::CheckReads => self.check_reads(),

@@ -73,6 +73,17 @@ impl Body {
     }
 }
 
+/// What a write completed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wrote {
+    /// Record frames, this client's and those an earlier client left in the spool.
+    pub(crate) frames: usize,
+    /// This client's own records among them.
+    pub(crate) records: usize,
+    /// A heartbeat frame.
+    pub(crate) heartbeat: bool,
+}
+
 /// What a look at the agent's reads delivered.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Read {
@@ -425,22 +436,20 @@ impl Outbox {
         self.buf.as_slice().get(self.sent..cut).map(Chunk::Records)
     }
 
-    /// `n` bytes of `chunk`'s kind were handed to the kernel. Returns how many of this
-    /// client's records were completely written by it, and whether it completed a
-    /// heartbeat.
-    pub(crate) fn on_written(&mut self, heartbeat: bool, n: usize) -> (usize, bool) {
+    /// `n` bytes of `chunk`'s kind were handed to the kernel. Returns what that completed.
+    pub(crate) fn on_written(&mut self, heartbeat: bool, n: usize) -> Wrote {
         self.stream += n as u64;
+        let mut wrote = Wrote::default();
         if heartbeat {
             self.hb_sent += n;
             if self.hb_sent >= self.heartbeat.as_slice().len() {
                 self.heartbeat.clear();
                 self.hb_sent = 0;
-                return (0, true);
+                wrote.heartbeat = true;
             }
-            return (0, false);
+            return wrote;
         }
         self.sent += n;
-        let mut done = 0;
         while self.buffered > 0 {
             let Some(f) = self.frames.get_mut(self.written) else {
                 break;
@@ -457,13 +466,14 @@ impl Outbox {
             };
             self.written += 1;
             self.buffered -= 1;
-            done += usize::from(f.body.own());
+            wrote.frames += 1;
+            wrote.records += usize::from(f.body.own());
         }
         if self.buffered == 0 && self.sent == self.buf.as_slice().len() {
             self.buf.clear();
             self.sent = 0;
         }
-        (done, false)
+        wrote
     }
 
     /// The kernel says the agent has `unread` of the stream's bytes left to read: every

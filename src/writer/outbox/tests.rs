@@ -71,7 +71,7 @@ fn records_move_from_taken_to_written_to_delivered() {
         total,
         frame_len("a", 0) + frame_len("b", 1) + frame_len("c", 2)
     );
-    assert_eq!(o.on_written(false, total), (3, false));
+    assert_eq!(o.on_written(false, total).records, 3);
     assert_eq!((o.unwritten(), o.unconfirmed()), (0, 3));
     // The agent has read all but the last frame's last byte: two delivered.
     assert_eq!(o.on_read(1).records, 2);
@@ -84,8 +84,8 @@ fn records_move_from_taken_to_written_to_delivered() {
 fn a_partial_write_completes_only_whole_frames() {
     let mut o = outbox(&["a", "b"]);
     let first = frame_len("a", 0);
-    assert_eq!(o.on_written(false, first - 1), (0, false));
-    assert_eq!(o.on_written(false, 1), (1, false));
+    assert_eq!(o.on_written(false, first - 1), Wrote::default());
+    assert_eq!(o.on_written(false, 1).records, 1);
     assert_eq!(o.unconfirmed(), 1);
     // The rest of the buffer is what comes next.
     assert_eq!(records(o.next_chunk(false)).len(), frame_len("b", 1));
@@ -158,7 +158,7 @@ fn a_heartbeat_goes_between_frames_never_inside_one() {
     assert_eq!(o.next_chunk(false), Some(Chunk::Heartbeat(b"HB")));
     o.on_written(true, 1);
     assert_eq!(o.next_chunk(false), Some(Chunk::Heartbeat(b"B")));
-    assert_eq!(o.on_written(true, 1), (0, true));
+    assert!(o.on_written(true, 1).heartbeat);
     assert!(!o.has_heartbeat());
     // The heartbeat's bytes count in the stream: `b` ends after them.
     o.on_written(false, frame_len("b", 1));
@@ -333,4 +333,21 @@ fn spooled_bytes_leave_with_their_frames_and_a_long_drain_stays_bounded() {
         [Left::Spooled(bytes)] => assert_eq!(&bytes[..], &frame[..]),
         _ => panic!("the last frame is not what close finds"),
     }
+}
+
+#[test]
+fn a_write_counts_every_frame_it_completed_and_its_own_records_apart() {
+    let mut o = outbox(&["a"]);
+    o.lend_buffer().extend_from_slice(b"inherited");
+    o.take_spooled(9, true);
+    let n = frame_len("a", 0) + 9;
+    let wrote = o.on_written(false, n);
+    assert_eq!(
+        wrote,
+        Wrote {
+            frames: 2,
+            records: 1,
+            heartbeat: false
+        }
+    );
 }
