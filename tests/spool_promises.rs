@@ -99,7 +99,8 @@ fn a_segment_that_cannot_be_read_back_gives_the_spool_up_and_records_go_straight
     // What stays on disk is counted kept, for the next client; nothing is handed back.
     assert!(report.unsent.is_empty());
     println!("{s:?}");
-    assert!(s.spool_kept >= N - from_spool, "{s:?}");
+    assert_eq!(s.spool_kept, N - from_spool, "{s:?}");
+    assert_eq!(s.accepted, s.delivered + s.lost + s.spool_kept, "{s:?}");
     assert!(s.spool_errors >= 1, "{s:?}");
     // Left on disk for the next one: the damaged segment and those after it.
     let left = segments(&spool_dir);

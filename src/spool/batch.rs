@@ -183,7 +183,7 @@ impl Spool {
                 Err(e) => return Err(e),
             };
             payloads.extend_from_slice(self.buf.get(range).unwrap_or_default());
-            let inherited = self.inherited_to.is_some_and(|to| id <= to);
+            let inherited = self.inherited(id, start);
             frames.push(FrameRead { len, inherited });
             self.read = (id, index + 1);
             self.unacked.push_back((id, start, end));

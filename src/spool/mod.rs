@@ -76,6 +76,9 @@ pub(crate) struct Spool {
     tail: Option<Tail>,
     /// Segment ids up to this were found at open (their frames are inherited).
     inherited_to: Option<u64>,
+    /// Segments put in front by [`Spool::replace_lent`], with where the frames an
+    /// earlier client left in them end (they come first).
+    front_inherited: Vec<(u64, u64)>,
     /// Where the next frame to read is: a segment id and an index into its frames.
     read: (u64, usize),
     /// Frames read and not yet acknowledged: segment id, start, end.
@@ -157,6 +160,7 @@ impl Spool {
             segments,
             tail: None,
             inherited_to,
+            front_inherited: Vec::new(),
             read: (first, 0),
             unacked: VecDeque::new(),
             reader: None,
@@ -237,13 +241,14 @@ impl Spool {
 
     /// Puts `frames` in a new segment in front of everything in the spool, in place of
     /// the frames read and not yet acknowledged, which `frames` must hold in the order
-    /// they were read (at close: the writer's outbox, spooled frames and records alike).
-    /// Used by `close` only, after which the spool is only synced. On an error nothing
-    /// changes. Returns how many frames it wrote, and a fault in letting the old copies
-    /// go (which can only send them twice).
+    /// they were read: the writer's outbox, spooled frames and records alike, each with
+    /// whether an earlier client left it (those come first). They are the next frames
+    /// read. Synced before it returns; on an error nothing changes. Returns how many
+    /// frames it wrote, and a fault in letting the old copies go (which can only send
+    /// them twice).
     pub(crate) fn replace_lent(
         &mut self,
-        frames: &mut dyn Iterator<Item = &[u8]>,
+        frames: &mut dyn Iterator<Item = (&[u8], bool)>,
     ) -> Result<(u64, Option<SpoolFault>), SpoolFault> {
         let id = self.segments.front().map_or(FIRST_ID, |s| s.id) - 1;
         let lent: u64 = self
@@ -255,8 +260,12 @@ impl Spool {
         let mut batch = Vec::new();
         let mut positions = VecDeque::new();
         let mut at = HEADER_LEN;
-        for frame in frames {
+        let mut inherited_end = HEADER_LEN;
+        for (frame, inherited) in frames {
             let size = FRAME_OVERHEAD + frame.len() as u64;
+            if inherited {
+                inherited_end = at + size;
+            }
             if at - HEADER_LEN + size > room {
                 return Err(SpoolFault::Full { limit: self.limit });
             }
@@ -276,7 +285,7 @@ impl Spool {
         {
             drop(file);
             let _ = fs::remove_file(&path);
-            return Err(fault(&path, "write the records close left to")(e));
+            return Err(fault(&path, "write the records the writer held to")(e));
         }
         // The new copies are on disk: the old ones go (a crash before the cursor says so
         // sends them twice, never loses them).
@@ -286,8 +295,10 @@ impl Spool {
             id,
             frames: positions,
         });
-        // Before the read position: they are not read again by this client.
+        self.front_inherited.push((id, inherited_end));
         self.frames += n;
+        self.unread += n;
+        self.read = (id, 0);
         self.bytes += at - HEADER_LEN;
         Ok((n, released))
     }
@@ -374,7 +385,7 @@ impl Spool {
         self.read = (id, index + 1);
         self.unacked.push_back((id, start, end));
         self.unread = self.unread.saturating_sub(1);
-        let inherited = self.inherited_to.is_some_and(|to| id <= to);
+        let inherited = self.inherited(id, start);
         let range = self.load(id, start, end)?;
         let bytes = self.buf.get(range).unwrap_or_default();
         Ok(Some(SpooledFrame { bytes, inherited }))
@@ -396,6 +407,14 @@ impl Spool {
                 None if self.tail.as_ref().is_some_and(|t| t.id == id) => return None,
                 None => (id, index) = (id + 1, 0),
             }
+        }
+    }
+
+    /// Whether the frame at `start` of segment `id` was left by an earlier client.
+    fn inherited(&self, id: u64, start: u64) -> bool {
+        match self.front_inherited.iter().find(|f| f.0 == id) {
+            Some(&(_, end)) => start < end,
+            None => self.inherited_to.is_some_and(|to| id <= to),
         }
     }
 
@@ -492,6 +511,7 @@ impl Spool {
         let Some(seg) = self.segments.pop_front() else {
             return Ok(());
         };
+        self.front_inherited.retain(|f| f.0 != seg.id);
         if self.reader.as_ref().is_some_and(|r| r.0 == seg.id) {
             self.reader = None;
         }
@@ -504,6 +524,11 @@ impl Spool {
     }
 
     /// Frames in the spool, delivered ones excepted.
+    /// Frames read and not yet acknowledged: lent to the writer.
+    pub(crate) fn lent(&self) -> u64 {
+        self.unacked.len() as u64
+    }
+
     pub(crate) fn frames(&self) -> u64 {
         self.frames
     }

@@ -404,7 +404,7 @@ fn close_puts_older_frames_in_front() {
     spool.append(&frame(4)).unwrap();
     let older = [frame(1), frame(2)];
     let (n, released) = spool
-        .replace_lent(&mut older.iter().map(|f| f.as_slice()))
+        .replace_lent(&mut older.iter().map(|f| (f.as_slice(), false)))
         .unwrap();
     assert!(released.is_none());
     assert_eq!((n, spool.frames()), (2, 4));
@@ -433,7 +433,7 @@ fn close_replaces_the_frames_read_with_the_outbox_in_its_order() {
     spool.ack(2).unwrap();
     let outbox = [frame(3), frame(4), frame(100)];
     let (n, released) = spool
-        .replace_lent(&mut outbox.iter().map(|f| f.as_slice()))
+        .replace_lent(&mut outbox.iter().map(|f| (f.as_slice(), false)))
         .unwrap();
     assert!(released.is_none());
     assert_eq!((n, spool.frames(), spool.unread()), (3, 5, 2));
@@ -462,7 +462,7 @@ fn close_finding_no_room_for_the_outbox_changes_nothing() {
     spool.next_frame().unwrap();
     // The frame read and a record: one frame more than the limit leaves room for.
     let outbox = [frame(1), frame(1)];
-    let refused = spool.replace_lent(&mut outbox.iter().map(|f| f.as_slice()));
+    let refused = spool.replace_lent(&mut outbox.iter().map(|f| (f.as_slice(), false)));
     assert!(
         matches!(refused, Err(SpoolFault::Full { .. })),
         "{refused:?}"
@@ -471,7 +471,7 @@ fn close_finding_no_room_for_the_outbox_changes_nothing() {
     assert_eq!(segments(&dir.0).len(), 1);
     // The frame read alone fits in its own place.
     let (n, _) = spool
-        .replace_lent(&mut outbox[..1].iter().map(|f| f.as_slice()))
+        .replace_lent(&mut outbox[..1].iter().map(|f| (f.as_slice(), false)))
         .unwrap();
     assert_eq!((n, spool.frames(), spool.bytes()), (1, 3, 3 * one));
 }

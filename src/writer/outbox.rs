@@ -140,8 +140,9 @@ pub(crate) struct Unsent {
 pub(crate) enum Left {
     /// A record taken off the queue, stamped with the time it was taken with.
     Record(Record),
-    /// A frame read from the spool, which keeps it until it is delivered.
-    Spooled(Box<[u8]>),
+    /// A frame read from the spool, which keeps it until it is delivered, and whether
+    /// an earlier client left it.
+    Spooled(Box<[u8]>, bool),
 }
 
 impl Unsent {
@@ -150,7 +151,7 @@ impl Unsent {
     pub(crate) fn into_records(self) -> Vec<Record> {
         let records = self.left.into_iter().filter_map(|f| match f {
             Left::Record(record) => Some(record),
-            Left::Spooled(_) => None,
+            Left::Spooled(..) => None,
         });
         records.collect()
     }
@@ -342,17 +343,85 @@ impl Outbox {
 
     /// A `flush` that waits for every record taken so far.
     pub(crate) fn mark(&mut self, signal: Arc<FlushSignal>) {
+        self.mark_after_losses(signal, 0);
+    }
+
+    /// A `flush` that waits for every record taken so far, `lost` of those before it
+    /// having been lost already.
+    pub(crate) fn mark_after_losses(&mut self, signal: Arc<FlushSignal>, lost: u64) {
         self.markers.push(Marker {
             seq: self.next_seq,
-            lost: 0,
+            lost,
             signal,
         });
         self.settle_markers();
     }
 
+    /// Writes every frame, in order, into `image` (records encoded again, spooled frames
+    /// as they were read), with where each ends and whether an earlier client left it,
+    /// for the spool to keep while the agent is away. A record that does not encode
+    /// (encoding is deterministic, and each was encoded before) is left out.
+    pub(crate) fn image(
+        &self,
+        service_tree_id: &str,
+        image: &mut FrameBuf,
+        ends: &mut Vec<(usize, bool)>,
+    ) {
+        image.clear();
+        ends.clear();
+        for f in &self.frames {
+            let inherited = match &f.body {
+                Body::Record(record) => {
+                    if !append_record(image, service_tree_id, f.ts, record) {
+                        continue;
+                    }
+                    false
+                }
+                Body::Spooled { at, len, inherited } => {
+                    image.extend_from_slice(self.lent.get(*at..at + len).unwrap_or_default());
+                    *inherited
+                }
+            };
+            ends.push((image.as_slice().len(), inherited));
+        }
+    }
+
+    /// The outbox's frames went to the spool (see [`Outbox::image`]): it lets go of them,
+    /// and hands over the flushes that waited on them, each with how many of the frames
+    /// came before it and how many records before it were lost.
+    pub(crate) fn release_to_spool(&mut self) -> Vec<(u64, u64, Arc<FlushSignal>)> {
+        let frames = &self.frames;
+        let markers = self.markers.drain(..).map(|m| {
+            let before = frames.iter().take_while(|f| f.seq < m.seq).count() as u64;
+            (before, m.lost, m.signal)
+        });
+        let markers = markers.collect();
+        self.frames.clear();
+        (self.written, self.buffered, self.taken_bytes) = (0, 0, 0);
+        self.buf.clear();
+        self.sent = 0;
+        self.lent.clear();
+        (self.lent_dead, self.lent_taken) = (0, 0);
+        markers
+    }
+
     /// Whether a `flush` is waiting.
     pub(crate) fn has_markers(&self) -> bool {
         !self.markers.is_empty()
+    }
+
+    /// This client's own frames read from the spool that are still in the outbox.
+    pub(crate) fn own_spooled(&self) -> u64 {
+        let own = self.frames.iter().filter(|f| {
+            matches!(
+                f.body,
+                Body::Spooled {
+                    inherited: false,
+                    ..
+                }
+            )
+        });
+        own.count() as u64
     }
 
     /// Whether bytes wait to be written.
@@ -606,8 +675,8 @@ impl Outbox {
         let lent = &self.lent;
         let left = self.frames.drain(..).map(|f| match f.body {
             Body::Record(record) => Left::Record(record.event_time(f.ts)),
-            Body::Spooled { at, len, .. } => {
-                Left::Spooled(lent.get(at..at + len).unwrap_or_default().into())
+            Body::Spooled { at, len, inherited } => {
+                Left::Spooled(lent.get(at..at + len).unwrap_or_default().into(), inherited)
             }
         });
         let left = left.collect();

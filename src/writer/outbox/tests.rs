@@ -286,7 +286,7 @@ fn close_finds_spooled_frames_and_records_in_the_order_they_were_sent() {
         .iter()
         .map(|f| match f {
             Left::Record(r) => r.get_operation_name().to_owned(),
-            Left::Spooled(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Left::Spooled(bytes, _) => String::from_utf8_lossy(bytes).into_owned(),
         })
         .collect();
     assert_eq!(left, ["a", "spooled-1", "spooled-2", "b"]);
@@ -330,7 +330,7 @@ fn spooled_bytes_leave_with_their_frames_and_a_long_drain_stays_bounded() {
     );
     let unsent = o.take_unsent();
     match unsent.left.as_slice() {
-        [Left::Spooled(bytes)] => assert_eq!(&bytes[..], &frame[..]),
+        [Left::Spooled(bytes, false)] => assert_eq!(&bytes[..], &frame[..]),
         _ => panic!("the last frame is not what close finds"),
     }
 }

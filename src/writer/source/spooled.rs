@@ -92,6 +92,12 @@ impl Modes {
         }
     }
 
+    /// Whether the writer has been without a connection for [`OFFLINE_GRACE`].
+    fn away(&self, now: Instant) -> bool {
+        self.offline_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= OFFLINE_GRACE)
+    }
+
     /// Whether appending is paused after a fault at `now`.
     fn paused(&self, now: Instant) -> bool {
         self.paused_until.is_some_and(|until| now < until)
@@ -120,6 +126,14 @@ impl Modes {
     }
 }
 
+/// A flush waiting for spooled records: it moves to the outbox once the spool has handed
+/// out the `before` frames that came before it (`lost` of its records were lost).
+struct Waiting {
+    before: u64,
+    lost: u64,
+    signal: Arc<FlushSignal>,
+}
+
 /// The spool could not be read, and was given up: the records in hand and the flushes
 /// waiting on the spool went to the outbox.
 pub(crate) struct GivenUp;
@@ -131,7 +145,7 @@ pub(crate) struct Spooled {
     held: VecDeque<Queued>,
     /// Flushes waiting for spooled records: each moves to the outbox once the spool has
     /// handed it every frame that came before it.
-    waiting: VecDeque<(u64, Arc<FlushSignal>)>,
+    waiting: VecDeque<Waiting>,
     /// Frames handed to the spool over its life here, those found at open included.
     enqueued: u64,
     /// Frames read back from it.
@@ -145,6 +159,8 @@ pub(crate) struct Spooled {
     batch: Vec<Queued>,
     /// What the spool says of the frames it reads back (reused).
     reads: Vec<FrameRead>,
+    /// Where the outbox's frames end in `scratch` when it goes to the spool.
+    image_ends: Vec<(usize, bool)>,
 }
 
 impl Spooled {
@@ -161,6 +177,7 @@ impl Spooled {
             ends: Vec::with_capacity(SPILL_BATCH),
             batch: Vec::with_capacity(SPILL_BATCH),
             reads: Vec::with_capacity(256),
+            image_ends: Vec::new(),
         }
     }
 
@@ -207,6 +224,9 @@ impl Spooled {
             now,
         });
         let paused = self.modes.paused(now);
+        if !turn.connected && !paused && self.modes.away(now) && !turn.outbox.is_empty() {
+            self.keep_outbox(turn.outbox, turn.link, &turn.config.service_tree_id, now);
+        }
         let busy = match self.modes.mode {
             Mode::Passing if turn.connected => take_from_queue(
                 turn.rx,
@@ -273,7 +293,11 @@ impl Spooled {
                     Ok(Item::Record(queued)) => queued,
                     Ok(Item::Flush(signal)) => {
                         let before = self.enqueued + self.batch.len() as u64;
-                        self.waiting.push_back((before, signal));
+                        self.waiting.push_back(Waiting {
+                            before,
+                            lost: 0,
+                            signal,
+                        });
                         took = true;
                         continue;
                     }
@@ -327,12 +351,12 @@ impl Spooled {
                 }
             }
         }
-        while let Some((before, _)) = self.waiting.front() {
-            if *before > self.read_back && self.spool.unread() > 0 {
+        while let Some(w) = self.waiting.front() {
+            if w.before > self.read_back && self.spool.unread() > 0 {
                 break;
             }
-            if let Some((_, signal)) = self.waiting.pop_front() {
-                outbox.mark(signal);
+            if let Some(w) = self.waiting.pop_front() {
+                outbox.mark_after_losses(w.signal, w.lost);
             }
         }
         match fault {
@@ -341,6 +365,52 @@ impl Spooled {
                 Err(GivenUp)
             }
             None => Ok(()),
+        }
+    }
+
+    /// The agent is away: what the writer holds (records written and not seen read,
+    /// records not yet written, frames read from the spool) goes to the front of the
+    /// spool, in its order, so that a kill of the process during the outage loses none
+    /// of it. The outbox's flushes wait on the spool instead. On a fault it all stays
+    /// in memory, and spilling pauses.
+    fn keep_outbox(&mut self, outbox: &mut Outbox, link: &Link, sti: &str, now: Instant) {
+        outbox.image(sti, &mut self.scratch, &mut self.image_ends);
+        let lent = self.spool.lent();
+        let kept = self
+            .spool
+            .replace_lent(&mut flagged_slices(&self.scratch, &self.image_ends));
+        let (n, released) = match kept {
+            Ok(kept) => kept,
+            Err(e) => {
+                self.modes.paused_until = Some(now + RETRY_AFTER);
+                self.fault(link, e, "the records the writer holds stay in memory");
+                return;
+            }
+        };
+        let markers = outbox.release_to_spool();
+        // The frames lent out come back to be read again; the records are new to it.
+        let added = n.saturating_sub(lent);
+        self.read_back = self.read_back.saturating_sub(lent);
+        self.enqueued += added;
+        self.own += added;
+        for w in &mut self.waiting {
+            w.before += added;
+        }
+        for (before, lost, signal) in markers.into_iter().rev() {
+            self.waiting.push_front(Waiting {
+                before: self.read_back + before,
+                lost,
+                signal,
+            });
+        }
+        Counters::add(&link.counters.spooled, added);
+        self.publish_size(link);
+        if let Some(e) = released {
+            self.fault(
+                link,
+                e,
+                "delivered records may be sent again by the next client",
+            );
         }
     }
 
@@ -394,9 +464,12 @@ impl Spooled {
                 link.lose(lost, LossReason::Unencodable);
             }
         }
-        Counters::add(&link.counters.spool_kept, self.own);
-        for (_, signal) in self.waiting.drain(..) {
-            outbox.mark(signal);
+        // What the outbox holds of them is still sent by this client, and counted
+        // delivered (or handed back) as it goes.
+        let kept = self.own.saturating_sub(outbox.own_spooled());
+        Counters::add(&link.counters.spool_kept, kept);
+        for w in self.waiting.drain(..) {
+            outbox.mark_after_losses(w.signal, w.lost);
         }
     }
 
@@ -451,8 +524,8 @@ impl Spooled {
             }
             unsent.push(queued.into_record());
         }
-        for (_, signal) in self.waiting.drain(..) {
-            signal.cancel();
+        for w in self.waiting.drain(..) {
+            w.signal.cancel();
         }
         if let Err(e) = self.spool.sync() {
             fault.get_or_insert(e);
@@ -501,24 +574,17 @@ fn persist_outbox(
                 let ts = r.get_event_time().unwrap_or(0);
                 let encoded = append_record(&mut image, sti, ts, &r);
                 if encoded {
-                    ends.push(image.as_slice().len());
+                    ends.push((image.as_slice().len(), false));
                 }
                 taken.push((r, encoded));
             }
-            Left::Spooled(bytes) => {
+            Left::Spooled(bytes, inherited) => {
                 image.extend_from_slice(&bytes);
-                ends.push(image.as_slice().len());
+                ends.push((image.as_slice().len(), inherited));
             }
         }
     }
-    let bytes = image.as_slice();
-    let mut start = 0;
-    let mut frames = ends.iter().filter_map(|&end| {
-        let frame = bytes.get(start..end);
-        start = end;
-        frame
-    });
-    match spool.replace_lent(&mut frames) {
+    match spool.replace_lent(&mut flagged_slices(&image, &ends)) {
         Ok((_, released)) => {
             let records = taken.iter().filter(|t| t.1).count() as u64;
             // A record taken but not yet encoded may not encode: it goes back.
@@ -531,6 +597,18 @@ fn persist_outbox(
         }
         Err(e) => Err((e, taken.into_iter().map(|t| t.0).collect())),
     }
+}
+
+/// The frames encoded back to back into `buf`, ending at `ends`, each with its flag.
+fn flagged_slices<'a>(
+    buf: &'a FrameBuf,
+    ends: &'a [(usize, bool)],
+) -> impl Iterator<Item = (&'a [u8], bool)> {
+    let bytes = buf.as_slice();
+    let starts = std::iter::once(0).chain(ends.iter().map(|e| e.0));
+    starts
+        .zip(ends.iter().copied())
+        .map(move |(start, (end, flag))| (bytes.get(start..end).unwrap_or_default(), flag))
 }
 
 /// The frames of a batch encoded back to back into `buf`, ending at `ends`.
