@@ -129,7 +129,7 @@ impl Writer {
             self.fill(closing);
             self.schedule_heartbeat();
             if self.current.is_none() && (self.outbox.has_output() || self.source.has_backlog()) {
-                if !self.wait_for_connection() {
+                if (closing && self.all_done()) || !self.wait_for_connection() {
                     break;
                 }
                 continue;
@@ -164,10 +164,12 @@ impl Writer {
         self.busy |= busy;
     }
 
-    /// Whether every record is delivered (or gone): nothing in the outbox, the queue or
-    /// the source.
+    /// Whether a closing writer is done: every record is delivered (or gone), or there
+    /// is no connection and the source keeps what is left (the spool, at once).
     fn all_done(&self) -> bool {
-        self.outbox.is_empty() && self.rx.is_empty() && !self.source.holds_records()
+        let delivered =
+            self.outbox.is_empty() && self.rx.is_empty() && !self.source.holds_records();
+        delivered || (self.current.is_none() && self.source.works_offline())
     }
 
     /// Takes a connection the supervisor made in the background, if there is one.
