@@ -44,8 +44,9 @@ pub fn describe(event: &Event, destination: &str) -> (String, String) {
         Event::WriteFailed { error, .. } => (
             format!("write {error}"),
             format!(
-                "writing to {destination} failed: {error}; the records not written wait \
-                 for the next connection"
+                "writing to {destination} failed: {error}; the records the agent was not \
+                 seen to read are written again first on the next connection (with \
+                 --spool, kept on disk once the agent has been away for a second)"
             ),
         ),
         Event::RecordsLost { count, reason } => {

@@ -244,6 +244,7 @@ impl Send {
             let report = client.close(close_timeout);
             self.summary.delivered = report.delivered;
             self.summary.spooled = report.spooled;
+            self.summary.written_unconfirmed = report.written_unconfirmed;
             self.summary.spool_replayed = report.stats.spool_replayed;
             self.summary.spool_bytes = report.stats.spool_bytes;
             self.summary.spool_corrupt = report.stats.spool_corrupt;

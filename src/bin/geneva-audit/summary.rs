@@ -14,6 +14,10 @@ pub struct Summary {
     pub delivered: u64,
     /// Valid records not delivered (written to the --unsent file, if given).
     pub handed_back: u64,
+    /// Of the records handed back or spooled, those written to the agent and not seen
+    /// read by the deadline: a live agent may still read them, so resending them may
+    /// deliver them twice.
+    pub written_unconfirmed: u64,
     /// Records lost without being handed back (held by a thread stuck in the OS).
     pub lost: u64,
     /// Where they were written.
@@ -78,6 +82,13 @@ impl Summary {
                 ));
             }
         }
+        if self.written_unconfirmed > 0 {
+            s.push_str(&format!(
+                "\ngeneva-audit: {} of those not delivered had been written to the agent, \
+                 which may still read them: sent again, they may arrive twice",
+                count(self.written_unconfirmed, "record"),
+            ));
+        }
         if self.lost > 0 {
             s.push_str(&format!(
                 "\ngeneva-audit: {} lost: a thread stuck in the OS held them at close",
@@ -110,6 +121,7 @@ impl Summary {
             "refused": self.refused,
             "delivered": self.delivered,
             "handed_back": self.handed_back,
+            "written_unconfirmed": self.written_unconfirmed,
             "lost": self.lost,
             "unsent_file": self.unsent_file.as_ref().map(|p| p.display().to_string()),
             "stopped": self.stopped,
