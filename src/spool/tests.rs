@@ -415,9 +415,10 @@ fn close_puts_older_frames_in_front() {
     assert_eq!(got, (1..=4).map(frame).collect::<Vec<_>>());
 }
 
-/// At close the outbox holds frames read from the spool and, behind them, records: they
-/// go in front in that order, in place of the frames read, and nothing delivered comes
-/// back (the cursor keeps the delivered prefix of the segment behind the new one).
+/// At close (or once the agent is away) the outbox holds frames read from the spool and,
+/// behind them, records: they go in front in that order, in place of the frames read,
+/// are read next, and nothing delivered comes back (the cursor keeps the delivered
+/// prefix of the segment behind the new one).
 #[test]
 fn close_replaces_the_frames_read_with_the_outbox_in_its_order() {
     let _serial = serial();
@@ -436,13 +437,16 @@ fn close_replaces_the_frames_read_with_the_outbox_in_its_order() {
         .replace_lent(&mut outbox.iter().map(|f| (f.as_slice(), false)))
         .unwrap();
     assert!(released.is_none());
-    assert_eq!((n, spool.frames(), spool.unread()), (3, 5, 2));
+    // The outbox's frames are the next read, before the rest.
+    assert_eq!((n, spool.frames(), spool.unread()), (3, 5, 5));
     let size = |ns: &[u32]| -> u64 {
         ns.iter()
             .map(|&n| FRAME_OVERHEAD + frame(n).len() as u64)
             .sum()
     };
     assert_eq!(spool.bytes(), size(&[3, 4, 100, 5, 6]));
+    let read: Vec<_> = drain(&mut spool).into_iter().map(|f| f.0).collect();
+    assert_eq!(read, [3, 4, 100, 5, 6].map(frame));
     spool.sync().unwrap();
     drop(spool);
     let (mut spool, _) = open(&dir.0);
@@ -512,4 +516,34 @@ fn a_cursor_holds_entries_and_checks_out_whole() {
     assert!(read_cursor(&two[4..]).is_empty());
     assert!(read_cursor(&cursor_bytes(&[])).is_empty());
     assert!(read_cursor(&[]).is_empty());
+}
+
+/// Frames put in front keep whether an earlier client left them: the next client's
+/// counts (delivered or replayed) depend on it.
+#[test]
+fn frames_put_in_front_keep_whether_an_earlier_client_left_them() {
+    let _serial = serial();
+    let dir = Dir::new("front-inherited");
+    {
+        let (mut spool, _) = open(&dir.0);
+        spool.append(&frame(1)).unwrap();
+        spool.append(&frame(2)).unwrap();
+        spool.sync().unwrap();
+    }
+    let (mut spool, _) = open(&dir.0);
+    spool.next_frame().unwrap();
+    spool.append(&frame(3)).unwrap();
+    let outbox = [(frame(1), true), (frame(100), false)];
+    spool
+        .replace_lent(&mut outbox.iter().map(|(f, i)| (f.as_slice(), *i)))
+        .unwrap();
+    assert_eq!(
+        drain(&mut spool),
+        vec![
+            (frame(1), true),
+            (frame(100), false),
+            (frame(2), true),
+            (frame(3), false)
+        ]
+    );
 }
