@@ -1,10 +1,26 @@
 //! The link between the client's threads: the connection hand-off between the
 //! supervisor and the writer, and the client's [`Lifecycle`], which every thread reads
 //! and only [`Link::advance`] changes.
+//!
+//! Shutdown is one path: `close` (or the client's death) calls `advance`, which stores
+//! the new lifecycle and wakes each kind of wait the threads can be in, each with the
+//! one signal that wait needs:
+//!
+//! - the writer parked idle or waiting on the agent's reads: `unpark`;
+//! - the writer or the supervisor waiting on the hand-off (`cond`): `notify_all`;
+//! - the writer blocked in a write to a stuck agent, once stopping: the socket's
+//!   `shutdown`, the only thing that ends a write in the kernel;
+//! - producers asleep for room in the queue: [`Room::wake_all`].
+//!
+//! Two more belong to `close` alone: the send gate's closed bit, which refuses new
+//! records without a lock on the send path, and ending the notifications once the
+//! threads are done, so a reader's loop ends.
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::thread::Thread;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use socket2::Socket;
@@ -22,9 +38,12 @@ pub(crate) struct Link {
     pub(crate) cond: Condvar,
     pub(crate) counters: Arc<Counters>,
     pub(crate) notifier: Notifier,
-    /// Whether the lifecycle is [`Lifecycle::Dead`], for the send paths to read without
-    /// the lock (on a line of its own: the writer locks `state` once per loop).
-    pub(crate) dead: CachePadded<AtomicBool>,
+    /// The [`Lifecycle`], read by every thread without the lock (on a line of its own:
+    /// the send paths read it for every record). Only [`Link::advance`] stores it,
+    /// holding the lock, so a wait on `cond` that looks at it cannot miss a change.
+    lifecycle: CachePadded<AtomicU8>,
+    /// The writer thread, woken by [`Link::advance`] and by producers.
+    writer: OnceLock<Thread>,
     /// Set while the writer is parked idle, so producers can wake it when the queue
     /// fills up. The writer sets and clears it around each park.
     pub(crate) writer_parked: CachePadded<AtomicBool>,
@@ -52,6 +71,15 @@ pub(crate) enum Lifecycle {
 }
 
 impl Lifecycle {
+    fn from_u8(n: u8) -> Lifecycle {
+        match n {
+            0 => Lifecycle::Running,
+            1 => Lifecycle::Draining,
+            2 => Lifecycle::Stopping,
+            _ => Lifecycle::Dead,
+        }
+    }
+
     /// Whether the threads should stop now.
     pub(crate) fn stopping(self) -> bool {
         self >= Lifecycle::Stopping
@@ -66,8 +94,6 @@ pub(crate) struct LinkState {
     pub(crate) ready: Option<Connection>,
     /// A second handle on the writer's socket, to unblock a stuck write at shutdown.
     pub(crate) active: Option<Socket>,
-    /// Where the client is in its life.
-    pub(crate) lifecycle: Lifecycle,
     /// The agent was seen reading the current connection: the next reconnection may come
     /// without backoff. (One that fails young without that backs off like a failed
     /// connect, or a crash-looping agent would be reconnected to in a hot loop.)
@@ -92,7 +118,8 @@ impl Link {
             cond: Condvar::new(),
             counters,
             notifier,
-            dead: CachePadded::new(AtomicBool::new(false)),
+            lifecycle: CachePadded::new(AtomicU8::new(Lifecycle::Running as u8)),
+            writer: OnceLock::new(),
             writer_parked: CachePadded::new(AtomicBool::new(false)),
             room: Room::new(queue_capacity),
             closer: Closer::new(hang_after),
@@ -104,29 +131,44 @@ impl Link {
     }
 
     pub(crate) fn lifecycle(&self) -> Lifecycle {
-        self.lock().lifecycle
+        Lifecycle::from_u8(self.lifecycle.load(Ordering::SeqCst))
+    }
+
+    /// Whether the client gave up (see [`Lifecycle::Dead`]).
+    pub(crate) fn dead(&self) -> bool {
+        self.lifecycle() == Lifecycle::Dead
+    }
+
+    /// The writer thread, once it runs: [`Link::advance`] and producers wake it.
+    pub(crate) fn set_writer(&self, thread: Thread) {
+        let _ = self.writer.set(thread);
+    }
+
+    /// Wakes the writer if it is parked.
+    pub(crate) fn wake_writer(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
     }
 
     /// Moves the lifecycle forward to `to` (never back), and wakes every thread that
     /// waits on it; stopping also cuts off a write stuck in the kernel. Returns whether
     /// it moved.
     pub(crate) fn advance(&self, to: Lifecycle) -> bool {
-        let mut st = self.lock();
-        if to <= st.lifecycle {
+        let st = self.lock();
+        if to <= self.lifecycle() {
             return false;
         }
-        st.lifecycle = to;
+        self.lifecycle.store(to as u8, Ordering::SeqCst);
         if to.stopping() {
             if let Some(active) = &st.active {
                 let _ = active.shutdown(std::net::Shutdown::Both);
             }
         }
-        if to == Lifecycle::Dead {
-            self.dead.store(true, Ordering::SeqCst);
-        }
         self.cond.notify_all();
         drop(st);
         self.room.wake_all();
+        self.wake_writer();
         true
     }
 
@@ -155,7 +197,7 @@ impl Link {
         st.want = true;
         self.cond.notify_all();
         loop {
-            if st.lifecycle.stopping() {
+            if self.lifecycle().stopping() {
                 return None;
             }
             if let Some(conn) = st.ready.take() {

@@ -60,10 +60,10 @@ impl Supervisor {
         let link = &self.link;
         let mut st = link.lock();
         let needed = |st: &LinkState| st.want && st.ready.is_none();
-        while !st.lifecycle.stopping() && !needed(&st) {
+        while !self.link.lifecycle().stopping() && !needed(&st) {
             link.cond.wait(&mut st);
         }
-        if st.lifecycle.stopping() {
+        if self.link.lifecycle().stopping() {
             return false;
         }
         // Asked again after handing a connection over: it has failed.
@@ -76,7 +76,7 @@ impl Supervisor {
                 // connect.
                 let until = crate::time::after(self.backoff.next_delay());
                 self.wait_out(&mut st, until);
-                if st.lifecycle.stopping() {
+                if self.link.lifecycle().stopping() {
                     return false;
                 }
             }
@@ -86,7 +86,7 @@ impl Supervisor {
 
     /// Waits until `until`, the agent's socket appears, or the client stops.
     fn wait_out(&self, st: &mut MutexGuard<'_, LinkState>, until: Instant) {
-        while !st.lifecycle.stopping() {
+        while !self.link.lifecycle().stopping() {
             if self.watch.wait(&self.link, st, until) {
                 break;
             }
@@ -124,7 +124,7 @@ impl Supervisor {
         Counters::add(&link.counters.connects, 1);
         self.connected_before = true;
         let mut st = link.lock();
-        if st.lifecycle.stopping() {
+        if self.link.lifecycle().stopping() {
             drop(st);
             link.close_in_background(conn, None);
             return false;

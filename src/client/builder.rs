@@ -242,8 +242,8 @@ impl ClientBuilder {
         ));
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
         let (writer, supervisor) = start_threads(&link, &config, rx.clone(), spool)?;
+        link.set_writer(writer.thread().clone());
         let inner = Inner {
-            writer_thread: writer.thread().clone(),
             tx,
             rx,
             gate: CachePadded::new(AtomicU64::new(0)),

@@ -60,11 +60,9 @@ impl Inner {
         // 2. The writer writes what is queued and waits for the agent to read it, until
         // the deadline.
         self.link.advance(Lifecycle::Draining);
-        self.writer_thread.unpark();
         let mut writer_ended = writer.wait_until(deadline);
         // 3. Stop at once: a write stuck in the kernel is cut off.
         self.link.advance(Lifecycle::Stopping);
-        self.writer_thread.unpark();
         let grace = || Instant::now() + STOP_GRACE;
         if !writer_ended {
             writer_ended = writer.wait_until(grace());

@@ -8,7 +8,6 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
@@ -64,7 +63,6 @@ struct Inner {
     link: Arc<Link>,
     counters: Arc<Counters>,
     notifications: Notifications,
-    writer_thread: Thread,
     threads: Mutex<Option<Threads>>,
     /// Held for the whole of a close.
     closing: Mutex<()>,
@@ -208,10 +206,7 @@ impl Client {
             inner.link.room.wait(
                 deadline.min(time::after(ROOM_BACKSTOP)),
                 || inner.tx.len(),
-                || {
-                    inner.gate.load(Ordering::Relaxed) & CLOSED != 0
-                        || inner.link.dead.load(Ordering::Relaxed)
-                },
+                || inner.gate.load(Ordering::Relaxed) & CLOSED != 0 || inner.link.dead(),
             );
         }
     }
@@ -245,7 +240,7 @@ impl Client {
     #[inline]
     fn enter_gate(&self) -> Result<(), Refusal> {
         let inner = &*self.inner;
-        if inner.link.dead.load(Ordering::Relaxed) {
+        if inner.link.dead() {
             Counters::add(&inner.counters.refused_closed, 1);
             return Err(Refusal::Dead);
         }
@@ -273,7 +268,7 @@ impl Client {
             && inner.tx.len() >= inner.wake_len
             && inner.link.writer_parked.swap(false, Ordering::SeqCst)
         {
-            inner.writer_thread.unpark();
+            inner.link.wake_writer();
         }
     }
 
@@ -289,7 +284,7 @@ impl Client {
         let signal = Arc::new(FlushSignal::default());
         let inner = &*self.inner;
         let mut item = Item::Flush(Arc::clone(&signal));
-        if inner.link.dead.load(Ordering::Relaxed) {
+        if inner.link.dead() {
             return Err(FlushError::Closed);
         }
         loop {
@@ -308,7 +303,7 @@ impl Client {
                 Err(_) => return Err(self.flush_timeout()),
             }
         }
-        inner.writer_thread.unpark();
+        inner.link.wake_writer();
         match signal.wait_until(deadline) {
             Some(Settled::Delivered) => Ok(()),
             Some(Settled::Lost(count)) => Err(FlushError::Lost { count }),
@@ -368,9 +363,7 @@ impl Client {
             if st.ready.is_some() || self.inner.counters.connects.load(Ordering::Relaxed) > 0 {
                 return Ok(());
             }
-            if link.dead.load(Ordering::Relaxed)
-                || link.cond.wait_until(&mut st, deadline).timed_out()
-            {
+            if link.dead() || link.cond.wait_until(&mut st, deadline).timed_out() {
                 break;
             }
         }
