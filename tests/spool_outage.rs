@@ -136,7 +136,10 @@ fn close_without_a_connection_keeps_the_records_on_disk_at_once() {
     }
     let deadline = Duration::from_secs(60);
     let (report, took) = within("close", PATIENCE, move || client.close(deadline));
-    assert!(took < deadline / 2, "close took {took:?} of its {deadline:?}");
+    assert!(
+        took < deadline / 2,
+        "close took {took:?} of its {deadline:?}"
+    );
     assert_eq!((report.spooled, report.unsent.len()), (10, 0), "{report:?}");
 
     let agent = TestAgent::unix(dir.socket()).unwrap();
