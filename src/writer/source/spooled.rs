@@ -327,6 +327,8 @@ impl Spooled {
     /// outbox's reused lend buffer, and hands it the flushes whose records have all
     /// come out of the spool.
     fn refill(&mut self, outbox: &mut Outbox, link: &Link, sti: &str) -> Result<(), GivenUp> {
+        // The frames written are let go of first, or the buffer grows by every frame read.
+        outbox.compact();
         let mut fault = None;
         while outbox.planned_bytes() < WRITE_BYTES
             && self.spool.unread() > 0
