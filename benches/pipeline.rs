@@ -26,7 +26,7 @@
 //! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -36,8 +36,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use geneva_audit::{Client, Encoder, Record, SendError, encoded_len_bound};
 
-/// The reader's buffer, and the size of the socket-limit writes.
-const CHUNK: usize = 64 * 1024;
+/// The reader's buffer, and the size of the limit's writes.
+use discard::CHUNK;
 /// How long any single wait in the bench may take before it is called a failure.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -45,6 +45,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 // its frame, shared with the encode bench.
 #[path = "support/bench_record.rs"]
 mod bench_record;
+#[path = "support/discard.rs"]
+mod discard;
 #[path = "support/latency.rs"]
 mod latency;
 #[path = "support/reference.rs"]
@@ -80,22 +82,7 @@ impl Sink {
         let path = dir.join("agent.sock");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).expect("bind");
-        let reader = thread::Builder::new()
-            .name(format!("rd-{name}"))
-            .spawn(move || {
-                let (mut stream, _) = listener.accept().expect("accept");
-                let mut buf = vec![0u8; CHUNK];
-                let mut total = 0u64;
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) => return total,
-                        Ok(n) => total += n as u64,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => return total,
-                    }
-                }
-            })
-            .expect("spawn reader");
+        let reader = discard::spawn_reader(listener, name);
         Sink {
             dir,
             path,

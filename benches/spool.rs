@@ -19,7 +19,6 @@
 //! `cargo bench --bench spool` (N records a round: `cargo bench --bench spool -- 200000`).
 
 use std::fs::OpenOptions;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -30,11 +29,13 @@ use geneva_audit::{Client, Encoder, Record, SendError, SpoolSync};
 
 #[path = "support/bench_record.rs"]
 mod bench_record;
+#[path = "support/discard.rs"]
+mod discard;
 use bench_record::bench_record;
 
 const SID: &str = "e6c9fcb1-7f08-4c1d-9e7a-123456789abc";
-/// The reader's buffer, and the size of the disk-limit writes.
-const CHUNK: usize = 64 * 1024;
+/// The reader's buffer, and the size of the limit's writes.
+use discard::CHUNK;
 /// How long any single wait may take before the bench calls it a failure.
 const PATIENCE: Duration = Duration::from_secs(120);
 const ROUNDS: usize = 3;
@@ -66,22 +67,7 @@ impl Reader {
         let path = dir.join(format!("{name}.sock"));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).expect("bind");
-        let thread = thread::Builder::new()
-            .name(format!("rd-{name}"))
-            .spawn(move || {
-                let (mut stream, _) = listener.accept().expect("accept");
-                let mut buf = vec![0u8; CHUNK];
-                let mut total = 0u64;
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) => return total,
-                        Ok(n) => total += n as u64,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => return total,
-                    }
-                }
-            })
-            .expect("spawn reader");
+        let thread = discard::spawn_reader(listener, name);
         Reader { path, thread }
     }
 
