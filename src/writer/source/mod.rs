@@ -5,6 +5,7 @@
 //! outbox, tells it what the agent read and, at the end, what was left.
 
 mod direct;
+mod modes;
 mod spooled;
 
 use crossbeam_channel::Receiver;
