@@ -18,6 +18,9 @@ use std::sync::Arc;
 use crate::encode::{FrameBuf, append_record, append_record_in};
 use crate::queue::FlushSignal;
 use crate::record::Record;
+use lent::Lent;
+use marker::{Marker, count_lost};
+pub(crate) use report::{Chunk, Failure, Left, Read, Unsent, Wrote};
 
 /// The most bytes one write hands to the kernel (a frame larger than this goes alone):
 /// each write then fits one 64 KiB read of the agent's.
@@ -73,90 +76,6 @@ impl Body {
     }
 }
 
-/// What a write completed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Wrote {
-    /// Record frames, this client's and those an earlier client left in the spool.
-    pub(crate) frames: usize,
-    /// This client's own records among them.
-    pub(crate) records: usize,
-    /// A heartbeat frame.
-    pub(crate) heartbeat: bool,
-}
-
-/// What a look at the agent's reads delivered.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Read {
-    /// This client's own records.
-    pub(crate) records: usize,
-    /// Frames that came from the spool (own or inherited), for the spool to let go of.
-    pub(crate) spooled: usize,
-    /// Frames an earlier client left in the spool.
-    pub(crate) inherited: usize,
-}
-
-/// A `flush` waiting for every record taken before it to be delivered.
-struct Marker {
-    /// Records with a smaller `seq` came before the flush.
-    seq: u64,
-    /// How many of them were lost instead of delivered.
-    lost: u64,
-    signal: Arc<FlushSignal>,
-}
-
-/// The next bytes to hand to the kernel.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Chunk<'a> {
-    /// Record frames (always whole frames, unless a write was cut short).
-    Records(&'a [u8]),
-    /// A heartbeat frame, between two record frames.
-    Heartbeat(&'a [u8]),
-}
-
-/// What a failed connection did to the records in flight.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Failure {
-    /// Records written on the failed connection and not confirmed read: with the replay
-    /// on they are buffered again, in front of the rest.
-    pub(crate) unconfirmed: usize,
-    /// Whether the failure cut a frame in two (it is written whole again).
-    pub(crate) cut_frame: bool,
-    /// Whether a heartbeat frame was dropped unwritten (the next connection gets its own).
-    pub(crate) heartbeat_dropped: bool,
-}
-
-/// What [`Outbox::take_unsent`] hands back.
-pub(crate) struct Unsent {
-    /// Every frame still in the outbox, in order.
-    pub(crate) left: Vec<Left>,
-    /// This client's records still in the outbox that had been written (and not
-    /// confirmed read), those read from the spool (which keeps them) included.
-    pub(crate) written: usize,
-}
-
-/// A frame close finds in the outbox.
-// Records are most of what close finds: boxing them would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Left {
-    /// A record taken off the queue, stamped with the time it was taken with.
-    Record(Record),
-    /// A frame read from the spool, which keeps it until it is delivered, and whether
-    /// an earlier client left it.
-    Spooled(Box<[u8]>, bool),
-}
-
-impl Unsent {
-    /// The records taken off the queue, in order, to hand back (the spooled frames stay
-    /// in the spool).
-    pub(crate) fn into_records(self) -> Vec<Record> {
-        let records = self.left.into_iter().filter_map(|f| match f {
-            Left::Record(record) => Some(record),
-            Left::Spooled(..) => None,
-        });
-        records.collect()
-    }
-}
-
 pub(crate) struct Outbox {
     /// In order: `written` frames in [`Stage::Written`], then `buffered` frames in
     /// [`Stage::Buffered`], then the rest in [`Stage::Taken`].
@@ -178,12 +97,8 @@ pub(crate) struct Outbox {
     markers: Vec<Marker>,
     /// Where a replay is assembled before it replaces `buf`.
     scratch: FrameBuf,
-    /// The spooled frames' bytes, in the order of their frames, read here by the spool
-    /// (reused: no allocation per frame). `lent[..lent_dead]` belonged to frames that
-    /// left; `lent[lent_taken..]` was read and not yet taken.
-    lent: Vec<u8>,
-    lent_dead: usize,
-    lent_taken: usize,
+    /// The spooled frames' bytes, in the order of their frames, read here by the spool.
+    lent: Lent,
 }
 
 impl Outbox {
@@ -201,9 +116,7 @@ impl Outbox {
             next_seq: 0,
             markers: Vec::new(),
             scratch: FrameBuf::with_capacity(WRITE_BYTES * 2),
-            lent: Vec::new(),
-            lent_dead: 0,
-            lent_taken: 0,
+            lent: Lent::default(),
         }
     }
 
@@ -228,23 +141,15 @@ impl Outbox {
     /// stay here until the frame leaves the outbox. Then [`Outbox::take_spooled`] takes
     /// each, in order.
     pub(crate) fn lend_buffer(&mut self) -> &mut Vec<u8> {
-        if self.lent_dead == self.lent_taken {
-            // No spooled frame is left (and every byte read was taken): start over.
-            self.lent.clear();
-            (self.lent_dead, self.lent_taken) = (0, 0);
-        } else if self.lent_dead >= WRITE_BYTES && self.lent_dead * 2 >= self.lent.len() {
-            // Most of it is dead: move the live bytes down, once per so many bytes.
-            let dead = self.lent_dead;
-            self.lent.drain(..dead);
+        let (buffer, moved) = self.lent.buffer();
+        if moved > 0 {
             for f in &mut self.frames {
                 if let Body::Spooled { at, .. } = &mut f.body {
-                    *at -= dead;
+                    *at -= moved;
                 }
             }
-            self.lent_dead = 0;
-            self.lent_taken -= dead;
         }
-        &mut self.lent
+        buffer
     }
 
     /// The next `len` bytes read into the lend buffer are a frame from the spool: it is
@@ -252,11 +157,9 @@ impl Outbox {
     /// order of their stages.
     pub(crate) fn take_spooled(&mut self, len: usize, inherited: bool) {
         debug_assert!(self.all_encoded());
-        let at = self.lent_taken;
-        let bytes = self.lent.get(at..at + len).unwrap_or_default();
+        let at = self.lent.take(len);
         let start = self.buf.as_slice().len();
-        self.buf.extend_from_slice(bytes);
-        self.lent_taken = at + len;
+        self.buf.extend_from_slice(self.lent.get(at, len));
         self.frames.push_back(Frame {
             seq: self.next_seq,
             ts: 0,
@@ -272,9 +175,9 @@ impl Outbox {
 
     /// Frames leaving the outbox from its front: the lent bytes up to the last spooled
     /// one among them are no longer needed.
-    fn let_go_of(lent_dead: &mut usize, body: &Body) {
+    fn let_go_of(lent: &mut Lent, body: &Body) {
         if let Body::Spooled { at, len, .. } = body {
-            *lent_dead = at + len;
+            lent.let_go_until(at + len);
         }
     }
 
@@ -378,7 +281,7 @@ impl Outbox {
                     false
                 }
                 Body::Spooled { at, len, inherited } => {
-                    image.extend_from_slice(self.lent.get(*at..at + len).unwrap_or_default());
+                    image.extend_from_slice(self.lent.get(*at, *len));
                     *inherited
                 }
             };
@@ -401,7 +304,6 @@ impl Outbox {
         self.buf.clear();
         self.sent = 0;
         self.lent.clear();
-        (self.lent_dead, self.lent_taken) = (0, 0);
         markers
     }
 
@@ -556,7 +458,7 @@ impl Outbox {
             .count();
         let mut tally = Read::default();
         for f in self.frames.drain(..delivered) {
-            Outbox::let_go_of(&mut self.lent_dead, &f.body);
+            Outbox::let_go_of(&mut self.lent, &f.body);
             match f.body {
                 Body::Record(_) => tally.records += 1,
                 Body::Spooled { inherited, .. } => {
@@ -592,7 +494,7 @@ impl Outbox {
             self.rebuffer_written(service_tree_id);
         } else {
             for f in self.frames.drain(..self.written) {
-                Outbox::let_go_of(&mut self.lent_dead, &f.body);
+                Outbox::let_go_of(&mut self.lent, &f.body);
                 count_lost(&mut self.markers, f.seq);
             }
             self.written = 0;
@@ -618,9 +520,9 @@ impl Outbox {
                 Body::Record(record) => {
                     let _encoded = append_record(&mut self.scratch, service_tree_id, f.ts, record);
                 }
-                Body::Spooled { at, len, .. } => self
-                    .scratch
-                    .extend_from_slice(self.lent.get(*at..at + len).unwrap_or_default()),
+                Body::Spooled { at, len, .. } => {
+                    self.scratch.extend_from_slice(self.lent.get(*at, *len))
+                }
             }
             f.stage = Stage::Buffered {
                 start,
@@ -676,22 +578,17 @@ impl Outbox {
         let left = self.frames.drain(..).map(|f| match f.body {
             Body::Record(record) => Left::Record(record.event_time(f.ts)),
             Body::Spooled { at, len, inherited } => {
-                Left::Spooled(lent.get(at..at + len).unwrap_or_default().into(), inherited)
+                Left::Spooled(lent.get(at, len).into(), inherited)
             }
         });
         let left = left.collect();
         self.lent.clear();
-        (self.lent_dead, self.lent_taken) = (0, 0);
         Unsent { left, written }
     }
 }
 
-/// The record `seq` was lost: every flush waiting for it hears so.
-fn count_lost(markers: &mut [Marker], seq: u64) {
-    for m in markers.iter_mut().filter(|m| seq < m.seq) {
-        m.lost += 1;
-    }
-}
-
+mod lent;
+mod marker;
+mod report;
 #[cfg(test)]
 mod tests;
