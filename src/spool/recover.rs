@@ -73,18 +73,18 @@ pub(crate) fn scan(
     ids.sort_unstable();
     // A cursor that cannot be read is ignored, like one that does not check out: that
     // can only send delivered frames again.
-    let cursor = read_file(&dir.join(CURSOR_FILE), repair, &mut notices)
-        .ok()
-        .flatten()
-        .map(|b| read_cursor(&b))
-        .unwrap_or_default();
+    let mut bytes = Vec::new();
+    let cursor = match read_file(&dir.join(CURSOR_FILE), repair, &mut notices, &mut bytes) {
+        Ok(true) => read_cursor(&bytes),
+        _ => Default::default(),
+    };
     let mut segments = Vec::with_capacity(ids.len());
     let last = ids.last().copied();
     for id in ids {
         let path = dir.join(segment_name(id));
-        let Some(bytes) = read_file(&path, repair, &mut notices)? else {
+        if !read_file(&path, repair, &mut notices, &mut bytes)? {
             continue;
-        };
+        }
         let Some(mut found) = check(&path, id, &bytes, Some(id) == last, repair, &mut notices)?
         else {
             continue;
@@ -114,27 +114,30 @@ pub(crate) fn scan(
     Ok(Scan { segments, notices })
 }
 
-/// The bytes of a spool file, if it is a regular file. Anything else under its name
-/// (a symbolic link, a FIFO) is not read: it is renamed aside (with `repair`) and told.
-/// A missing file is `None` too.
+/// Reads a spool file into `bytes` (reused from file to file: a segment is up to 16 MiB,
+/// and a new buffer for each would fault in every page of it again), if it is a regular
+/// file; returns whether it did. Anything else under its name (a symbolic link, a FIFO)
+/// is not read: it is renamed aside (with `repair`) and told. A missing file is not
+/// read either.
 fn read_file(
     path: &Path,
     repair: bool,
     notices: &mut Vec<SpoolNotice>,
-) -> Result<Option<Vec<u8>>, SpoolError> {
+    bytes: &mut Vec<u8>,
+) -> Result<bool, SpoolError> {
     let mut file = match files::open_regular(path, false, false) {
         Ok(Opened::File(file)) => file,
         Ok(Opened::NotAFile(found)) => {
             set_aside_strange(path, found, repair, notices)?;
-            return Ok(None);
+            return Ok(false);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_error(path, "open a spool file")(e)),
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    bytes.clear();
+    file.read_to_end(bytes)
         .map_err(io_error(path, "read a spool file"))?;
-    Ok(Some(bytes))
+    Ok(true)
 }
 
 /// Renames aside what is not a regular file under a spool name (the rename moves a
