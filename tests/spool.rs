@@ -29,10 +29,11 @@ fn try_send_all(client: &Client, from: u64, n: u64, queue: u64) {
 /// Waits until the agent has every record in `0..n` at least once; returns their first
 /// arrivals in order and the duplicates.
 fn wait_for_all(agent: &TestAgent, n: u64) -> (Vec<u64>, u64) {
-    wait_until_within(Duration::from_secs(120), || {
+    let all = wait_until_within(Duration::from_secs(120), || {
         let got: HashSet<u64> = seqs(&agent.frames()).into_iter().collect();
         got.len() as u64 >= n
     });
+    assert!(all, "the agent never had all {n} records");
     first_arrivals(&seqs(&agent.frames()), &mut HashSet::new())
 }
 
@@ -145,13 +146,14 @@ fn close_keeps_records_sent_behind_spooled_ones_behind_them() {
         .spool(&spool)
         .build()
         .unwrap();
-    wait_until_within(Duration::from_secs(120), || {
+    let all = wait_until_within(Duration::from_secs(120), || {
         let got: HashSet<u64> = seqs(&agent.frames())
             .into_iter()
             .chain(arrived.clone())
             .collect();
         got.len() as u64 >= N + M
     });
+    assert!(all, "the agents never had all {} records", N + M);
     arrived.extend(seqs(&agent.frames()));
     let (first_arrivals, _dups) = first_arrivals(&arrived, &mut HashSet::new());
     assert_consecutive(&first_arrivals, 0, N + M);
@@ -196,7 +198,7 @@ fn spilling_process_killed_keeps_every_record_it_synced() {
     use std::process::{Command, Stdio};
 
     let dir = TempDir::new("spool-kill");
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "child_spilling_until_killed",
@@ -208,20 +210,29 @@ fn spilling_process_killed_keeps_every_record_it_synced() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    // Killed on a panic too: a failing test leaves no child spilling.
+    let mut child = ChildGuard(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     let mut promised = 0u64;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
+    while promised < 2_000 {
+        let line = lines
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|e| panic!("the child stopped reporting at {promised}: {e}"));
         if let Some(n) = line.strip_prefix("spooled ") {
             promised = n.trim().parse().unwrap();
-            if promised >= 2_000 {
-                break;
-            }
         }
     }
     // SIGKILL in the middle of spilling: no close, no sync, no destructor.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert!(
         promised >= 2_000,
         "the child spooled only {promised} records"

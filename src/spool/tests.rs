@@ -46,8 +46,19 @@ fn frame(n: u32) -> Vec<u8> {
     f
 }
 
+/// Opens the spool in `dir`. A spool just dropped may still be locked for a moment: a
+/// child another test forks meanwhile holds a copy of the lock's descriptor until it
+/// execs (the descriptor is close-on-exec), so `Locked` is waited out, with a deadline.
 fn open(dir: &Path) -> (Spool, Vec<SpoolNotice>) {
-    Spool::open(dir, 1 << 30, SpoolSync::Off).unwrap()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Spool::open(dir, 1 << 30, SpoolSync::Off) {
+            Err(SpoolError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            result => return result.unwrap(),
+        }
+    }
 }
 
 /// Reads every unread frame: its bytes and whether it was inherited.
