@@ -102,6 +102,17 @@ pub(crate) struct LinkState {
     pub(crate) last_error: Option<(io::ErrorKind, String)>,
 }
 
+impl LinkState {
+    /// The writer takes the connection the supervisor made: it wants none any more, and
+    /// a second handle on it is kept to unblock a write stuck on it at shutdown.
+    fn take_ready(&mut self) -> Option<Connection> {
+        let conn = self.ready.take()?;
+        self.want = false;
+        self.active = conn.shutdown_handle();
+        Some(conn)
+    }
+}
+
 impl Link {
     /// A close running for longer than `hang_after` kills the client (see [`Closer`]).
     pub(crate) fn new(
@@ -174,11 +185,7 @@ impl Link {
 
     /// Takes a connection the supervisor made in the background, if there is one.
     pub(crate) fn take_ready(&self) -> Option<Connection> {
-        let mut st = self.lock();
-        let conn = st.ready.take()?;
-        st.want = false;
-        st.active = conn.shutdown_handle();
-        Some(conn)
+        self.lock().take_ready()
     }
 
     /// Asks the supervisor for a connection, without waiting for it.
@@ -200,9 +207,7 @@ impl Link {
             if self.lifecycle().stopping() {
                 return None;
             }
-            if let Some(conn) = st.ready.take() {
-                st.want = false;
-                st.active = conn.shutdown_handle();
+            if let Some(conn) = st.take_ready() {
                 return Some(conn);
             }
             self.cond.wait(&mut st);

@@ -2,6 +2,8 @@
 //! `flush` waits on.
 
 use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -90,4 +92,16 @@ impl FlushSignal {
         }
         *state
     }
+}
+
+/// What is left in the queue when the client stops: its records, in order; each flush
+/// among them is told the client stopped first.
+pub(crate) fn take_remaining(rx: &Receiver<Item>) -> impl Iterator<Item = Queued> + '_ {
+    rx.try_iter().filter_map(|item| match item {
+        Item::Record(queued) => Some(queued),
+        Item::Flush(signal) => {
+            signal.cancel();
+            None
+        }
+    })
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{CLOSED, Inner};
 use crate::link::Lifecycle;
 use crate::notify::LossReason;
-use crate::queue::Item;
+use crate::queue::{Queued, take_remaining};
 use crate::record::Record;
 use crate::stats::{Counters, Stats};
 use crate::time;
@@ -74,14 +74,8 @@ impl Inner {
         let mut unsent = leftovers.records;
         let supervisor_ended = supervisor.wait_until(grace());
         // 4. What the writer never took is still queued.
-        unsent.extend(self.rx.try_iter().filter_map(|item| match item {
-            // With the time it was stamped with, to be sent again as it was.
-            Item::Record(queued) => Some(queued.into_record()),
-            Item::Flush(signal) => {
-                signal.cancel();
-                None
-            }
-        }));
+        // With the time each was stamped with, to be sent again as it was.
+        unsent.extend(take_remaining(&self.rx).map(Queued::into_record));
         let lost = unsent.len() as u64;
         if lost > 0 {
             self.link.lose(lost, reason);

@@ -27,7 +27,7 @@ use super::modes::{Facts, Mode, Modes, RETRY_AFTER};
 use crate::encode::{FrameBuf, append_record, append_record_in};
 use crate::link::Link;
 use crate::notify::{Event, LossReason};
-use crate::queue::{FlushSignal, Item, Queued};
+use crate::queue::{FlushSignal, Item, Queued, take_remaining};
 use crate::record::Record;
 use crate::spool::{FrameRead, Spool, SpoolFault};
 use crate::stats::Counters;
@@ -409,15 +409,7 @@ impl Spooled {
         };
         // Then what is still queued, newest last.
         let held = std::mem::take(&mut self.held);
-        let queued = held
-            .into_iter()
-            .chain(turn.rx.try_iter().filter_map(|item| match item {
-                Item::Record(queued) => Some(queued),
-                Item::Flush(signal) => {
-                    signal.cancel();
-                    None
-                }
-            }));
+        let queued = held.into_iter().chain(take_remaining(turn.rx));
         for queued in queued {
             if fault.is_none() {
                 self.scratch.clear();
