@@ -181,7 +181,10 @@ impl Current {
             Peer::Closed { unread } => Seen::Closed { unread },
             Peer::Reset => Seen::Reset,
             Peer::Unknown => {
-                let proven = self.state == State::Proven;
+                let proven = matches!(
+                    self.state,
+                    State::Proven | State::ConfirmOnWrite { proven: true }
+                );
                 self.state = State::ConfirmOnWrite { proven };
                 return None;
             }
@@ -293,6 +296,11 @@ mod tests {
         c.on_read();
         assert_eq!(c.on_peer(Peer::Unknown), None);
         assert_eq!(c.state(), State::ConfirmOnWrite { proven: true });
+        // Looked at again (an idle writer does), it stays proven: a connection taken
+        // back to probing would write nothing more.
+        assert_eq!(c.on_peer(Peer::Unknown), None);
+        assert_eq!(c.state(), State::ConfirmOnWrite { proven: true });
+        assert!(!c.probing());
         assert_eq!(c.on_written(0, 1, 1), AfterWrite::ConfirmAll);
 
         let mut blind = Current::new(Connection::NoOp);
