@@ -1,10 +1,12 @@
 //! The spool: encoded frames kept on disk while the agent is away or behind, and across
 //! restarts of the process (see `docs/SPOOL.md`).
 //!
-//! Only the writer thread touches it. Frames go in at the back (`Spool::append`),
-//! come out at the front in order (`Spool::next_frame`), and leave the spool only
-//! when the agent has read them (`Spool::ack`). The format is in `format`; what
-//! opening a directory does with what it finds, in `recover`.
+//! Only the writer thread touches it. Frames go in at the back a batch at a time
+//! (`Spool::append_frames`), come out at the front in order, a write's worth at a time
+//! (`Spool::read_frames`), and leave the spool only when the agent has read them
+//! (`Spool::ack`); `Spool::replace_lent` puts what the writer held in front of them.
+//! The format is in `format`; what opening a directory does with what it finds, in
+//! `recover`.
 
 mod batch;
 mod files;
