@@ -137,6 +137,12 @@ impl Current {
         }
     }
 
+    /// A write that waits for room: the socket is not full, whatever an earlier write
+    /// that did not wait found.
+    pub(super) fn room_found(&mut self) {
+        self.full_since = None;
+    }
+
     /// `records` whole record frames went out in a write that took `n` of `len` bytes.
     pub(super) fn on_written(&mut self, records: usize, n: usize, len: usize) -> AfterWrite {
         if n < len {
@@ -317,6 +323,9 @@ mod tests {
         assert_eq!(c.on_room(true, t0), Some(t0));
         assert_eq!(c.on_room(true, Instant::now()), Some(t0));
         assert_eq!(c.on_room(false, Instant::now()), None);
+        assert_eq!(c.full_since(), None);
+        c.on_room(true, t0);
+        c.room_found();
         assert_eq!(c.full_since(), None);
     }
 }

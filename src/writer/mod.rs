@@ -253,6 +253,8 @@ impl Writer {
         };
         let len = bytes.len();
         let result = if self.source.writes_wait() {
+            // A spool given up mid-connection leaves no full socket behind it.
+            current.room_found();
             current.conn.write(bytes)
         } else {
             // A full socket is no failure while the source keeps records moving: the
