@@ -534,21 +534,17 @@ impl Writer {
             self.link.close_in_background(current.conn, active);
         }
         self.link.room.wake_all();
-        let unsent = self.outbox.take_unsent();
+        let written = self.outbox.written_own() as u64;
         // Handed back or kept in the spool, so written no more.
-        let written = unsent.written as u64;
         Counters::sub(&self.link.counters.written, written);
-        let records = self.source.keep_leftovers(
-            unsent,
-            Turn {
-                rx: &self.rx,
-                outbox: &mut self.outbox,
-                link: &self.link,
-                config: &self.config,
-                connected: false,
-                closing: true,
-            },
-        );
+        let records = self.source.keep_leftovers(Turn {
+            rx: &self.rx,
+            outbox: &mut self.outbox,
+            link: &self.link,
+            config: &self.config,
+            connected: false,
+            closing: true,
+        });
         Leftovers { records, written }
     }
 }

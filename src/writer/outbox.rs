@@ -6,7 +6,7 @@
 //! completely handed to the kernel) and *written* (handed to the current connection,
 //! waiting for the kernel to show the agent read it). A record leaves the outbox when it
 //! is *delivered* ([`Outbox::on_read`]), when it is lost, or when it is handed back at
-//! close ([`Outbox::take_unsent`]). The frames lie in one deque in that order (written,
+//! close ([`Outbox::take_unsent`], or the spool: [`Outbox::release_to_spool`]). The frames lie in one deque in that order (written,
 //! then buffered, then taken), so no record is ever moved between collections.
 //!
 //! The outbox only keeps books: it makes no syscalls and touches no counters, so every
@@ -20,7 +20,7 @@ use crate::queue::FlushSignal;
 use crate::record::Record;
 use lent::Lent;
 use marker::{Marker, count_lost};
-pub(crate) use report::{Chunk, Failure, Left, Read, Unsent, Wrote};
+pub(crate) use report::{Chunk, Failure, Read, Wrote};
 
 /// The most bytes one write hands to the kernel (a frame larger than this goes alone):
 /// each write then fits one 64 KiB read of the agent's.
@@ -262,20 +262,22 @@ impl Outbox {
 
     /// Writes every frame, in order, into `image` (records encoded again, spooled frames
     /// as they were read), with where each ends and whether an earlier client left it,
-    /// for the spool to keep while the agent is away. A record that does not encode
-    /// (encoding is deterministic, and each was encoded before) is left out.
+    /// for the spool to keep. A record that does not encode (encoding is deterministic,
+    /// and each was encoded before) is left out; returns how many were.
     pub(crate) fn image(
         &self,
         service_tree_id: &str,
         image: &mut FrameBuf,
         ends: &mut Vec<(usize, bool)>,
-    ) {
+    ) -> u64 {
         image.clear();
         ends.clear();
+        let mut left_out = 0;
         for f in &self.frames {
             let inherited = match &f.body {
                 Body::Record(record) => {
                     if !append_record(image, service_tree_id, f.ts, record) {
+                        left_out += 1;
                         continue;
                     }
                     false
@@ -287,6 +289,7 @@ impl Outbox {
             };
             ends.push((image.as_slice().len(), inherited));
         }
+        left_out
     }
 
     /// The outbox's frames went to the spool (see [`Outbox::image`]): it lets go of them,
@@ -477,7 +480,7 @@ impl Outbox {
     /// cut by the failure is written whole again; the stream starts over.
     pub(crate) fn on_failure(&mut self, replay: bool, service_tree_id: &str) -> Failure {
         let mut failure = Failure {
-            unconfirmed: self.own_written(),
+            unconfirmed: self.written_own(),
             heartbeat_dropped: self.has_heartbeat(),
             ..Failure::default()
         };
@@ -504,7 +507,7 @@ impl Outbox {
     }
 
     /// This client's own records among the written ones.
-    fn own_written(&self) -> usize {
+    pub(crate) fn written_own(&self) -> usize {
         let frames = self.frames.range(..self.written);
         frames.filter(|f| f.body.own()).count()
     }
@@ -563,27 +566,20 @@ impl Outbox {
         });
     }
 
-    /// Everything left, in order, for `close`: records with the time they were stamped
-    /// with (so they can be sent again as they were), and the frames read from the
-    /// spool; waiting flushes are told the client stopped first.
-    pub(crate) fn take_unsent(&mut self) -> Unsent {
+    /// The records left, in order, for `close` to hand back, each with the time it was
+    /// stamped with (so it can be sent again as it was); the frames read from the spool
+    /// stay there. Waiting flushes are told the client stopped first.
+    pub(crate) fn take_unsent(&mut self) -> Vec<Record> {
         for m in self.markers.drain(..) {
             m.signal.cancel();
         }
-        let written = self.own_written();
-        self.written = 0;
-        self.buffered = 0;
-        self.taken_bytes = 0;
-        let lent = &self.lent;
-        let left = self.frames.drain(..).map(|f| match f.body {
-            Body::Record(record) => Left::Record(record.event_time(f.ts)),
-            Body::Spooled { at, len, inherited } => {
-                Left::Spooled(lent.get(at, len).into(), inherited)
-            }
-        });
-        let left = left.collect();
+        (self.written, self.buffered, self.taken_bytes) = (0, 0, 0);
         self.lent.clear();
-        Unsent { left, written }
+        let records = self.frames.drain(..).filter_map(|f| match f.body {
+            Body::Record(record) => Some(record.event_time(f.ts)),
+            Body::Spooled { .. } => None,
+        });
+        records.collect()
     }
 }
 

@@ -1,8 +1,5 @@
 //! What the outbox tells the writer: what a write completed, what a look at the agent's
-//! reads delivered, the next bytes to write, what a failure did, and what is left at
-//! the end.
-
-use crate::record::Record;
+//! reads delivered, the next bytes to write, and what a failure did.
 
 /// What a write completed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -45,36 +42,4 @@ pub(crate) struct Failure {
     pub(crate) cut_frame: bool,
     /// Whether a heartbeat frame was dropped unwritten (the next connection gets its own).
     pub(crate) heartbeat_dropped: bool,
-}
-
-/// What [`Outbox::take_unsent`] hands back.
-pub(crate) struct Unsent {
-    /// Every frame still in the outbox, in order.
-    pub(crate) left: Vec<Left>,
-    /// This client's records still in the outbox that had been written (and not
-    /// confirmed read), those read from the spool (which keeps them) included.
-    pub(crate) written: usize,
-}
-
-/// A frame close finds in the outbox.
-// Records are most of what close finds: boxing them would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Left {
-    /// A record taken off the queue, stamped with the time it was taken with.
-    Record(Record),
-    /// A frame read from the spool, which keeps it until it is delivered, and whether
-    /// an earlier client left it.
-    Spooled(Box<[u8]>, bool),
-}
-
-impl Unsent {
-    /// The records taken off the queue, in order, to hand back (the spooled frames stay
-    /// in the spool).
-    pub(crate) fn into_records(self) -> Vec<Record> {
-        let records = self.left.into_iter().filter_map(|f| match f {
-            Left::Record(record) => Some(record),
-            Left::Spooled(..) => None,
-        });
-        records.collect()
-    }
 }

@@ -53,9 +53,8 @@ fn write_all(o: &mut Outbox, step: usize) -> Vec<u8> {
     out
 }
 
-fn names(unsent: Unsent) -> Vec<String> {
-    unsent
-        .into_records()
+fn names(records: Vec<Record>) -> Vec<String> {
+    records
         .iter()
         .map(|r| r.get_operation_name().to_owned())
         .collect()
@@ -256,9 +255,8 @@ fn close_hands_back_everything_in_order_and_cancels_flushes() {
     o.take(2, encoded_len_bound(STI, &r), r);
     let signal = Arc::new(FlushSignal::default());
     o.mark(Arc::clone(&signal));
-    let unsent = o.take_unsent();
-    assert_eq!(unsent.written, 1);
-    let records = unsent.into_records();
+    assert_eq!(o.written_own(), 1);
+    let records = o.take_unsent();
     let times: Vec<_> = records.iter().map(Record::get_event_time).collect();
     assert_eq!(
         times,
@@ -279,18 +277,25 @@ fn close_finds_spooled_frames_and_records_in_the_order_they_were_sent() {
     let r = record("b");
     o.take(3, encoded_len_bound(STI, &r), r);
     o.on_written(false, frame_len("a", 0));
-    let unsent = o.take_unsent();
-    assert_eq!(unsent.written, 1);
-    let left: Vec<String> = unsent
-        .left
-        .iter()
-        .map(|f| match f {
-            Left::Record(r) => r.get_operation_name().to_owned(),
-            Left::Spooled(bytes, _) => String::from_utf8_lossy(bytes).into_owned(),
-        })
-        .collect();
-    assert_eq!(left, ["a", "spooled-1", "spooled-2", "b"]);
-    assert_eq!(names(unsent), ["a", "b"]);
+    assert_eq!(o.written_own(), 1);
+    // Its image, for the spool: every frame in order, each saying whether an earlier
+    // client left it.
+    let (mut image, mut ends) = (FrameBuf::with_capacity(256), Vec::new());
+    assert_eq!(o.image(STI, &mut image, &mut ends), 0);
+    let mut expected = FrameBuf::with_capacity(256);
+    assert!(append_record(&mut expected, STI, 0, &record("a")));
+    let a_end = expected.as_slice().len();
+    expected.extend_from_slice(b"spooled-1spooled-2");
+    assert!(append_record(&mut expected, STI, 3, &record("b")));
+    assert_eq!(image.as_slice(), expected.as_slice());
+    let flags: Vec<bool> = ends.iter().map(|e| e.1).collect();
+    assert_eq!(flags, [false, false, true, false]);
+    assert_eq!(
+        ends[..3],
+        [(a_end, false), (a_end + 9, false), (a_end + 18, true)]
+    );
+    // Handed back: the records; the spooled frames stay in the spool.
+    assert_eq!(names(o.take_unsent()), ["a", "b"]);
 }
 
 #[test]
@@ -328,11 +333,15 @@ fn spooled_bytes_leave_with_their_frames_and_a_long_drain_stays_bounded() {
         "{} bytes kept for one frame",
         o.lent.len()
     );
-    let unsent = o.take_unsent();
-    match unsent.left.as_slice() {
-        [Left::Spooled(bytes, false)] => assert_eq!(&bytes[..], &frame[..]),
-        _ => panic!("the last frame is not what close finds"),
-    }
+    let (mut image, mut ends) = (FrameBuf::with_capacity(2048), Vec::new());
+    o.image(STI, &mut image, &mut ends);
+    assert_eq!(
+        ends,
+        [(frame.len(), false)],
+        "the last frame is what is left"
+    );
+    assert_eq!(image.as_slice(), &frame[..]);
+    assert!(o.take_unsent().is_empty());
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod spooled;
 
 use crossbeam_channel::Receiver;
 
-use super::outbox::{Outbox, Read, Unsent};
+use super::outbox::{Outbox, Read};
 use crate::config::Config;
 use crate::link::Link;
 use crate::queue::Item;
@@ -111,10 +111,10 @@ impl Source {
 
     /// The writer is done: what the agent was not seen to read, and (with a spool) the
     /// queue's records, go where they are kept. Returns the records to hand back.
-    pub(crate) fn keep_leftovers(&mut self, unsent: Unsent, turn: Turn<'_>) -> Vec<Record> {
+    pub(crate) fn keep_leftovers(&mut self, turn: Turn<'_>) -> Vec<Record> {
         match self {
-            Source::Direct => unsent.into_records(),
-            Source::Spooled(spooled) => spooled.keep_leftovers(unsent, turn),
+            Source::Direct => turn.outbox.take_unsent(),
+            Source::Spooled(spooled) => spooled.keep_leftovers(turn),
         }
     }
 }

@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::super::outbox::{Left, Outbox, Read, Unsent, WRITE_BYTES};
+use super::super::outbox::{Outbox, Read, WRITE_BYTES};
 use crossbeam_channel::Receiver;
 
 use super::Turn;
 use super::direct::take_from_queue;
 use super::modes::{Facts, Mode, Modes, RETRY_AFTER};
-use crate::encode::{FrameBuf, append_record, append_record_in};
+use crate::encode::{FrameBuf, append_record_in};
 use crate::link::Link;
 use crate::notify::{Event, LossReason};
 use crate::queue::{FlushSignal, Item, Queued, take_remaining};
@@ -65,15 +65,14 @@ pub(crate) struct Spooled {
     read_back: u64,
     /// This client's records in the spool (not yet delivered).
     own: u64,
-    /// Where a batch of records is encoded before it is appended, with where each
-    /// frame ends, and the records themselves until the spool has them (reused).
+    /// Where a batch of frames is put together before it is appended, with where each
+    /// ends and whether an earlier client left it, and the records themselves until the
+    /// spool has them (reused).
     scratch: FrameBuf,
-    ends: Vec<usize>,
+    ends: Vec<(usize, bool)>,
     batch: Vec<Queued>,
     /// What the spool says of the frames it reads back (reused).
     reads: Vec<FrameRead>,
-    /// Where the outbox's frames end in `scratch` when it goes to the spool.
-    image_ends: Vec<(usize, bool)>,
 }
 
 impl Spooled {
@@ -90,7 +89,6 @@ impl Spooled {
             ends: Vec::with_capacity(SPILL_BATCH),
             batch: Vec::with_capacity(SPILL_BATCH),
             reads: Vec::with_capacity(256),
-            image_ends: Vec::new(),
         }
     }
 
@@ -166,7 +164,7 @@ impl Spooled {
         let took = self.encode_batch(rx, link, sti);
         let appended = self
             .spool
-            .append_frames(frame_slices(&self.scratch, &self.ends));
+            .append_frames(flagged_slices(&self.scratch, &self.ends).map(|(frame, _)| frame));
         let spooled = appended.frames;
         // What the spool did not take is kept in hand, in order, to go first next time.
         for queued in self.batch.drain(..).skip(spooled) {
@@ -224,7 +222,7 @@ impl Spooled {
                 ref record,
             } = queued;
             if append_record_in(&mut self.scratch, size_bound, sti, ts, record) {
-                self.ends.push(self.scratch.as_slice().len());
+                self.ends.push((self.scratch.as_slice().len(), false));
                 self.batch.push(queued);
             } else {
                 lost += 1;
@@ -289,20 +287,41 @@ impl Spooled {
     /// of it. The outbox's flushes wait on the spool instead. On a fault it all stays
     /// in memory, and spilling pauses.
     fn keep_outbox(&mut self, outbox: &mut Outbox, link: &Link, sti: &str, now: Instant) {
-        outbox.image(sti, &mut self.scratch, &mut self.image_ends);
-        let lent = self.spool.lent();
-        let kept = self
-            .spool
-            .replace_lent(&mut flagged_slices(&self.scratch, &self.image_ends));
-        let (n, released) = match kept {
-            Ok(kept) => kept,
+        match self.put_in_front(outbox, link, sti) {
+            Ok(markers) => {
+                for (before, lost, signal) in markers.into_iter().rev() {
+                    self.waiting.push_front(Waiting {
+                        before: self.read_back + before,
+                        lost,
+                        signal,
+                    });
+                }
+            }
             Err(e) => {
                 self.modes.paused_until = Some(now + RETRY_AFTER);
                 self.fault(link, e, "the records the writer holds stay in memory");
-                return;
             }
-        };
+        }
+    }
+
+    /// Writes the outbox, in its order, as a segment in front of the spool, in place of
+    /// the frames lent from it, and empties it. Returns the flushes that waited on it,
+    /// each with how many of its frames came before it; on a fault nothing changed.
+    fn put_in_front(
+        &mut self,
+        outbox: &mut Outbox,
+        link: &Link,
+        sti: &str,
+    ) -> Result<Vec<(u64, u64, Arc<FlushSignal>)>, SpoolFault> {
+        let left_out = outbox.image(sti, &mut self.scratch, &mut self.ends);
+        let lent = self.spool.lent();
+        let (n, released) = self
+            .spool
+            .replace_lent(&mut flagged_slices(&self.scratch, &self.ends))?;
         let markers = outbox.release_to_spool();
+        if left_out > 0 {
+            link.lose(left_out, LossReason::Unencodable);
+        }
         // The frames lent out come back to be read again; the records are new to it.
         let added = n.saturating_sub(lent);
         self.read_back = self.read_back.saturating_sub(lent);
@@ -310,13 +329,6 @@ impl Spooled {
         self.own += added;
         for w in &mut self.waiting {
             w.before += added;
-        }
-        for (before, lost, signal) in markers.into_iter().rev() {
-            self.waiting.push_front(Waiting {
-                before: self.read_back + before,
-                lost,
-                signal,
-            });
         }
         Counters::add(&link.counters.spooled, added);
         self.publish_size(link);
@@ -327,6 +339,7 @@ impl Spooled {
                 "delivered records may be sent again by the next client",
             );
         }
+        Ok(markers)
     }
 
     /// Frames read from the spool were delivered: the spool lets go of them.
@@ -392,19 +405,19 @@ impl Spooled {
     /// to the caller. The outbox, spooled frames and records in the order they were
     /// sent, goes in front of everything in the spool; the queue's records after it.
     /// Returns what the spool could not take, in order.
-    pub(crate) fn keep_leftovers(&mut self, unsent: Unsent, turn: Turn<'_>) -> Vec<Record> {
+    pub(crate) fn keep_leftovers(&mut self, turn: Turn<'_>) -> Vec<Record> {
         let (link, sti) = (turn.link, &*turn.config.service_tree_id);
-        let (mut fault, mut released) = (None, None);
-        let mut unsent = match persist_outbox(&mut self.spool, sti, unsent) {
-            Ok(kept) => {
-                self.own += kept.records;
-                Counters::add(&link.counters.spooled, kept.records);
-                released = kept.released;
-                kept.unencodable
+        let mut fault = None;
+        let mut unsent = match self.put_in_front(turn.outbox, link, sti) {
+            Ok(markers) => {
+                for (_, _, signal) in markers {
+                    signal.cancel();
+                }
+                Vec::new()
             }
-            Err((e, records)) => {
+            Err(e) => {
                 fault = Some(e);
-                records
+                turn.outbox.take_unsent()
             }
         };
         // Then what is still queued, newest last.
@@ -439,70 +452,10 @@ impl Spooled {
         }
         Counters::add(&link.counters.spool_kept, self.own);
         self.publish_size(link);
-        if let Some(e) = released {
-            self.fault(
-                link,
-                e,
-                "delivered records may be sent again by the next client",
-            );
-        }
         if let Some(e) = fault {
             self.fault(link, e, "the records it could not take are handed back");
         }
         unsent
-    }
-}
-
-/// What [`persist_outbox`] kept.
-struct Kept {
-    /// Records now in the spool.
-    records: u64,
-    /// Records taken but not yet encoded that did not encode: to hand back.
-    unencodable: Vec<Record>,
-    /// A fault in letting the old copies of the spooled frames go.
-    released: Option<SpoolFault>,
-}
-
-/// Writes what close found in the outbox to the front of the spool, in place of the
-/// spooled frames in it. On a fault the spool is as it was, and the records come back
-/// to be handed to the caller.
-fn persist_outbox(
-    spool: &mut Spool,
-    sti: &str,
-    unsent: Unsent,
-) -> Result<Kept, (SpoolFault, Vec<Record>)> {
-    let mut image = FrameBuf::with_capacity(WRITE_BYTES);
-    let mut ends = Vec::with_capacity(unsent.left.len());
-    // Every record, in order, and whether it went into the image.
-    let mut taken = Vec::with_capacity(unsent.left.len());
-    for left in unsent.left {
-        match left {
-            Left::Record(r) => {
-                let ts = r.get_event_time().unwrap_or(0);
-                let encoded = append_record(&mut image, sti, ts, &r);
-                if encoded {
-                    ends.push((image.as_slice().len(), false));
-                }
-                taken.push((r, encoded));
-            }
-            Left::Spooled(bytes, inherited) => {
-                image.extend_from_slice(&bytes);
-                ends.push((image.as_slice().len(), inherited));
-            }
-        }
-    }
-    match spool.replace_lent(&mut flagged_slices(&image, &ends)) {
-        Ok((_, released)) => {
-            let records = taken.iter().filter(|t| t.1).count() as u64;
-            // A record taken but not yet encoded may not encode: it goes back.
-            let back = taken.into_iter().filter(|t| !t.1).map(|t| t.0);
-            Ok(Kept {
-                records,
-                unencodable: back.collect(),
-                released,
-            })
-        }
-        Err(e) => Err((e, taken.into_iter().map(|t| t.0).collect())),
     }
 }
 
@@ -516,13 +469,4 @@ fn flagged_slices<'a>(
     starts
         .zip(ends.iter().copied())
         .map(move |(start, (end, flag))| (bytes.get(start..end).unwrap_or_default(), flag))
-}
-
-/// The frames of a batch encoded back to back into `buf`, ending at `ends`.
-fn frame_slices<'a>(buf: &'a FrameBuf, ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
-    let bytes = buf.as_slice();
-    let starts = std::iter::once(0).chain(ends.iter().copied());
-    starts
-        .zip(ends.iter().copied())
-        .map(move |(start, end)| bytes.get(start..end).unwrap_or_default())
 }
