@@ -194,33 +194,8 @@ fn child_spilling_until_killed() {
 
 #[test]
 fn spilling_process_killed_keeps_every_record_it_synced() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let dir = TempDir::new("spool-kill");
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_spilling_until_killed",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("SPOOL_KILL_DIR", &dir.0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed on a panic too: a failing test leaves no child spilling.
-    let mut child = ChildGuard(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut child, lines) = child_test("child_spilling_until_killed", "SPOOL_KILL_DIR", &dir.0);
     let mut promised = 0u64;
     while promised < 2_000 {
         let line = lines

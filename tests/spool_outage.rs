@@ -7,9 +7,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -52,35 +49,16 @@ fn a_process_killed_during_an_outage_loses_none_of_what_its_writer_held() {
     let agent = TestAgent::unix(dir.socket()).unwrap();
     // A slow agent: the socket fills, and the writer holds what the kernel holds.
     agent.set_read_rate(Some(100_000));
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_sending_through_an_outage_until_killed",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("SPOOL_OUTAGE_DIR", &dir.0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, counts) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let mut words = line.split_whitespace().skip(1).step_by(2);
-            let (Some(s), Some(d)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let parsed: (Result<u64, _>, Result<u64, _>) = (s.parse(), d.parse());
-            if let (Ok(s), Ok(d)) = parsed {
-                if tx.send((s, d)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
+    let (mut child, lines) = child_test(
+        "child_sending_through_an_outage_until_killed",
+        "SPOOL_OUTAGE_DIR",
+        &dir.0,
+    );
+    // Its lines: "spooled S delivered D".
+    let counts = |line: String| -> Option<(u64, u64)> {
+        let mut words = line.split_whitespace().skip(1).step_by(2);
+        Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+    };
     // The agent dies with records unread a few hundred records in.
     agent.wait_for_frames(200, PATIENCE).unwrap();
     agent.kill();
@@ -90,8 +68,8 @@ fn a_process_killed_during_an_outage_loses_none_of_what_its_writer_held() {
     let mut last = (0, 0);
     while last.0 + last.1 < N {
         let left = deadline.saturating_duration_since(Instant::now());
-        match counts.recv_timeout(left) {
-            Ok(c) => last = c,
+        match lines.recv_timeout(left) {
+            Ok(line) => last = counts(line).unwrap_or(last),
             Err(e) => {
                 panic!("the child never had every record delivered or spooled: {last:?} ({e})")
             }

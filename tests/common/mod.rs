@@ -521,3 +521,35 @@ pub fn output_within(mut child: std::process::Child, timeout: Duration) -> std::
         stderr: stderr.join().expect("stderr reader"),
     }
 }
+
+/// Runs the ignored test `name` of this test binary in a child process, with `var` set
+/// to `value`; returns the child (killed if the test fails) and its stdout's lines, read
+/// on a thread of their own so that every wait on them can have a deadline.
+pub fn child_test(
+    name: &str,
+    var: &str,
+    value: &std::path::Path,
+) -> (ChildGuard, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .env(var, value)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, lines)
+}
